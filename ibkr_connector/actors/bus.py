@@ -1,0 +1,377 @@
+"""The event bus: fan-out of runtime events to subscribers, never stalling the publisher.
+
+Actors publish what happened (connection established/lost, order status, errors, ticks) and
+any number of subscribers -- the user's strategy, the control endpoint, tests -- read their
+own stream. The publisher is on the market-data hot path, so :meth:`EventBus.publish` is
+synchronous, O(subscribers) and never waits for a slow reader. What happens to a slow
+reader depends on the event:
+
+* an event whose ``conflation_key`` attribute is not None (market data; the key is like
+  ``(type, req_id, tick_type)``) is *conflated*: while the subscriber is behind, only the
+  latest event per key is kept, in the order the keys first arrived. A strategy wants the
+  current price, not a backlog of stale ones.
+* every other event (connection, order, error) is *reliable*: never dropped. A subscriber
+  that falls more than ``capacity`` reliable events behind is disconnected with
+  :class:`SubscriberOverflow`, which it sees on its next receive. Dropping one order status
+  silently would be worse: the subscriber must know its view is incomplete and resync.
+
+Each subscription is a deque plus a dict (key -> pending slot) plus one ``ParkingLot`` to
+wake its reader: one allocation per new conflation key, none per conflated update. All of
+it must be used from the Trio thread (the protocol bridge hands events into Trio first).
+
+The :class:`EventBus` object is owned by the runtime, not by the actor task: the actor shell
+:func:`run_event_bus` only serves requests from its mailbox, so a restart of the shell ends
+no subscription.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Hashable
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+__all__ = [
+    "BusStats",
+    "EventBus",
+    "EventBusStats",
+    "Publish",
+    "Subscribe",
+    "SubscriberOverflow",
+    "Subscription",
+    "run_event_bus",
+]
+
+
+class SubscriberOverflow(Exception):
+    """The subscriber fell more than its capacity of reliable events behind and was cut off.
+
+    The events it had not yet received are gone; it must resubscribe and resync.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(
+            f"subscriber fell more than {capacity} reliable events behind and was "
+            "disconnected; its pending events were discarded, resubscribe and resync"
+        )
+        self.capacity = capacity
+
+
+class _Slot:
+    """A queued place for the latest event of one conflation key."""
+
+    __slots__ = ("event", "key")
+
+    def __init__(self, key: Hashable, event: object) -> None:
+        self.key = key
+        self.event = event
+
+
+@attrs.frozen
+class EventBusStats:
+    """Counters of an :class:`EventBus` since it was created."""
+
+    published: int
+    """Events handed to :meth:`EventBus.publish`."""
+    delivered: int
+    """Events taken by subscribers (one event to three subscribers counts three)."""
+    conflated: int
+    """Pending market-data events replaced by a newer one of the same key."""
+    overflow_disconnects: int
+    """Subscribers cut off with :class:`SubscriberOverflow`."""
+    subscribers: int
+    """Subscriptions currently attached."""
+
+
+class Subscription:
+    """The receiving side of one subscriber: ``async for event in subscription``.
+
+    Iteration ends when the subscription is closed (:meth:`close`, or :meth:`EventBus.close`
+    after the pending events are received); it raises :class:`SubscriberOverflow` if the
+    subscriber was cut off. Create it with :meth:`EventBus.subscribe`.
+    """
+
+    __slots__ = (
+        "_bus",
+        "_capacity",
+        "_closed_reason",
+        "_ended",
+        "_kinds",
+        "_lot",
+        "_queue",
+        "_reliable_pending",
+        "_slots",
+    )
+
+    def __init__(self, bus: EventBus, kinds: tuple[type, ...] | None, capacity: int) -> None:
+        self._bus = bus
+        self._kinds = kinds
+        self._capacity = capacity
+        self._queue: collections.deque[object] = collections.deque()
+        self._slots: dict[Hashable, _Slot] = {}
+        self._reliable_pending = 0
+        self._lot = trio.lowlevel.ParkingLot()
+        self._closed_reason: BaseException | None = None
+        # Set when no more events will come but the pending ones may still be received.
+        self._ended = False
+
+    @property
+    def kinds(self) -> tuple[type, ...] | None:
+        """The event classes this subscription receives (None: all)."""
+        return self._kinds
+
+    @property
+    def capacity(self) -> int:
+        """How many reliable events may be pending before the subscriber is cut off."""
+        return self._capacity
+
+    @property
+    def closed_reason(self) -> BaseException | None:
+        """None while open; otherwise why it closed (a :class:`SubscriberOverflow`,
+        or a ``trio.ClosedResourceError`` / ``trio.EndOfChannel`` for a normal close)."""
+        return self._closed_reason
+
+    def pending(self) -> int:
+        """Events waiting to be received (a conflated key counts once)."""
+        return len(self._queue)
+
+    def _offer(self, event: object, key: Hashable | None) -> None:
+        # Called by EventBus.publish for every matching event: keep it cheap.
+        if key is None:
+            if self._reliable_pending >= self._capacity:
+                self._bus._overflow(self)
+                return
+            self._queue.append(event)
+            self._reliable_pending += 1
+        else:
+            slot = self._slots.get(key)
+            if slot is not None:
+                slot.event = event
+                self._bus._conflated += 1
+                return
+            slot = _Slot(key, event)
+            self._slots[key] = slot
+            self._queue.append(slot)
+        if self._lot:
+            self._lot.unpark_all()
+
+    def _take(self) -> object:
+        entry = self._queue.popleft()
+        self._bus._delivered += 1
+        if type(entry) is _Slot:
+            del self._slots[entry.key]
+            return entry.event
+        self._reliable_pending -= 1
+        return entry
+
+    def _shut(self, reason: BaseException, *, keep_pending: bool) -> None:
+        if self._closed_reason is not None:
+            return
+        self._closed_reason = reason
+        self._ended = True
+        if not keep_pending:
+            self._queue.clear()
+            self._slots.clear()
+            self._reliable_pending = 0
+        self._lot.unpark_all()
+
+    def receive_nowait(self) -> object:
+        """The next event if one is pending; raises ``trio.WouldBlock`` otherwise.
+
+        Raises :class:`SubscriberOverflow` if cut off, ``trio.EndOfChannel`` once closed.
+        """
+        if self._queue:
+            return self._take()
+        reason = self._closed_reason
+        if isinstance(reason, SubscriberOverflow):
+            # A fresh instance each time: re-raising one would grow its traceback forever.
+            raise SubscriberOverflow(reason.capacity) from None
+        if self._ended:
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
+    async def receive(self) -> object:
+        """Wait for and return the next event.
+
+        Raises :class:`SubscriberOverflow` if cut off and ``trio.EndOfChannel`` once closed.
+        Cancellation loses nothing: an event is removed only when it is returned.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                event = self.receive_nowait()
+            except trio.WouldBlock:
+                await self._lot.park()
+                continue
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return event
+
+    def close(self) -> None:
+        """Unsubscribe and discard pending events; a blocked or later receive ends the
+        iteration. Idempotent; closing after an overflow keeps the overflow reason."""
+        self._bus._detach(self)
+        self._shut(trio.ClosedResourceError("subscription closed"), keep_pending=False)
+
+    def __aiter__(self) -> AsyncIterator[object]:
+        return self
+
+    async def __anext__(self) -> object:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class EventBus:
+    """Publish/subscribe fan-out with per-subscriber conflation; see the module docstring."""
+
+    __slots__ = ("_closed", "_conflated", "_delivered", "_overflows", "_published", "_subs")
+
+    def __init__(self) -> None:
+        # A tuple, replaced on (un)subscribe: publish iterates it without copying, and a
+        # subscriber removed during the loop does not disturb the iteration.
+        self._subs: tuple[Subscription, ...] = ()
+        self._published = 0
+        self._delivered = 0
+        self._conflated = 0
+        self._overflows = 0
+        self._closed = False
+
+    def subscribe(
+        self, kinds: Collection[type] | None = None, capacity: int = 1000
+    ) -> Subscription:
+        """A new subscription to events that are instances of any of ``kinds`` (None: all).
+
+        ``capacity`` bounds the reliable events that may wait for this subscriber.
+        """
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity!r}")
+        kind_tuple = None if kinds is None else tuple(kinds)
+        if kind_tuple is not None and not all(isinstance(k, type) for k in kind_tuple):
+            raise TypeError(f"kinds must be classes, got {kinds!r}")
+        sub = Subscription(self, kind_tuple, capacity)
+        if self._closed:
+            sub._shut(trio.EndOfChannel("event bus closed"), keep_pending=False)
+        else:
+            self._subs = (*self._subs, sub)
+        return sub
+
+    def publish(self, event: object) -> None:
+        """Hand ``event`` to every matching subscriber. Synchronous; never blocks.
+
+        Events whose ``conflation_key`` is not None are conflated per subscriber; all
+        others are reliable (see the module docstring). Publishing to a closed bus is a
+        no-op: events at shutdown have nobody left to read them.
+        """
+        self._published += 1
+        key: Hashable | None = getattr(event, "conflation_key", None)
+        for sub in self._subs:
+            kinds = sub._kinds
+            if kinds is None or isinstance(event, kinds):
+                sub._offer(event, key)
+
+    def stats(self) -> EventBusStats:
+        """A snapshot of the bus counters."""
+        return EventBusStats(
+            published=self._published,
+            delivered=self._delivered,
+            conflated=self._conflated,
+            overflow_disconnects=self._overflows,
+            subscribers=len(self._subs),
+        )
+
+    def close(self) -> None:
+        """End every subscription once its pending events are received; no new ones.
+
+        For runtime shutdown only: the bus outlives restarts of its actor shell.
+        """
+        self._closed = True
+        subs, self._subs = self._subs, ()
+        for sub in subs:
+            sub._shut(trio.EndOfChannel("event bus closed"), keep_pending=True)
+
+    def _detach(self, sub: Subscription) -> None:
+        if sub in self._subs:
+            self._subs = tuple(s for s in self._subs if s is not sub)
+
+    def _overflow(self, sub: Subscription) -> None:
+        self._overflows += 1
+        self._detach(sub)
+        sub._shut(SubscriberOverflow(sub._capacity), keep_pending=False)
+
+
+# --- the actor shell ------------------------------------------------------------------
+
+
+@attrs.frozen
+class Publish:
+    """Cast: publish ``event`` (same as calling :meth:`EventBus.publish` directly)."""
+
+    event: object
+
+
+def _kinds_tuple(kinds: Collection[type] | None) -> tuple[type, ...] | None:
+    return None if kinds is None else tuple(kinds)
+
+
+@attrs.frozen
+class Subscribe:
+    """Call: reply is a new :class:`Subscription`."""
+
+    kinds: tuple[type, ...] | None = attrs.field(default=None, converter=_kinds_tuple)
+    capacity: int = 1000
+
+
+@attrs.frozen
+class BusStats:
+    """Call: reply is an :class:`EventBusStats`."""
+
+
+class _Envelope(Protocol):
+    """What the supervisor's mailbox yields (see ``ibkr_connector.supervisor``)."""
+
+    @property
+    def message(self) -> object:
+        """The message sent by cast or call."""
+
+    def reply(self, value: Any) -> None:
+        """Answer a call (no-op for a cast)."""
+
+    def fail(self, exc: BaseException) -> None:
+        """Raise ``exc`` in the caller of a call (no-op for a cast)."""
+
+
+async def run_event_bus(
+    mailbox: AsyncIterable[_Envelope],
+    bus: EventBus,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Actor shell: serve :class:`Publish`, :class:`Subscribe` and :class:`BusStats`.
+
+    Returns when the mailbox iteration ends (the supervisor stopped it). The bus is
+    passed in and survives the shell, so a restart keeps every subscription; an unknown
+    message fails its caller with TypeError rather than crashing the shell.
+    """
+    task_status.started()
+    async for envelope in mailbox:
+        message = envelope.message
+        if type(message) is Publish:
+            bus.publish(message.event)
+        elif isinstance(message, Subscribe):
+            try:
+                envelope.reply(bus.subscribe(message.kinds, message.capacity))
+            except (TypeError, ValueError) as exc:
+                envelope.fail(exc)
+        elif isinstance(message, BusStats):
+            envelope.reply(bus.stats())
+        else:
+            envelope.fail(TypeError(f"event bus: unexpected message {type(message).__name__}"))

@@ -1,0 +1,247 @@
+"""Typed outbound requests: what we may ask of TWS, validated before it reaches the wire.
+
+Each request is a frozen attrs value that knows its pacing priority and how to call
+ibapi's EClient. Nothing outside the connection actor calls EClient; everything else builds
+one of these and hands it to the limiter. Validation happens at construction, so a bad
+request is a `RequestError` in the caller's stack, not a TWS error seconds later.
+
+Every request here is one wire message, which is what IB's 50 msg/s limit counts.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, ClassVar
+
+import attrs
+from ibapi.contract import Contract
+from ibapi.execution import ExecutionFilter
+from ibapi.order import Order
+from ibapi.order_cancel import OrderCancel
+
+__all__ = [
+    "CancelMktData",
+    "CancelOrder",
+    "Priority",
+    "PlaceOrder",
+    "ReqContractDetails",
+    "ReqCurrentTime",
+    "ReqCurrentTimeInMillis",
+    "ReqExecutions",
+    "ReqIds",
+    "ReqMarketDataType",
+    "ReqMktData",
+    "ReqOpenOrders",
+    "ReqPositions",
+    "ReqSecDefOptParams",
+    "Request",
+    "RequestError",
+]
+
+
+class RequestError(ValueError):
+    """A request is malformed; it was not sent."""
+
+
+class Priority(enum.IntEnum):
+    """Pacing priority, lowest value first. A cancel must never wait behind market data."""
+
+    CANCEL = 0
+    """cancelOrder and the cancel*/unsubscribe family: they reduce risk and load."""
+    ORDER = 1
+    """placeOrder, including modifications of an existing order id."""
+    MARKET_DATA = 2
+    """reqMktData, reqTickByTickData and similar streaming subscriptions."""
+    INFO = 3
+    """History, contract details, option chains, account and other information."""
+
+
+def _request_id(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise RequestError(f"{type(instance).__name__}.{attribute.name} must be an int >= 0, got {value!r}")
+
+
+def _contract(instance: object, attribute: attrs.Attribute[Any], value: Contract) -> None:
+    if not isinstance(value, Contract):
+        raise RequestError(f"{type(instance).__name__}.{attribute.name} must be an ibapi Contract")
+    if not (value.conId or value.symbol or value.localSymbol):
+        raise RequestError(
+            f"{type(instance).__name__}.{attribute.name} needs a conId, symbol or localSymbol"
+        )
+
+
+class Request:
+    """Base of every outbound request."""
+
+    __slots__ = ()
+    priority: ClassVar[Priority] = Priority.INFO
+
+    def apply(self, client: Any) -> None:
+        """Call the EClient method for this request. Only the connection actor calls this."""
+        raise TypeError(f"{type(self).__name__} does not define apply()")
+
+    @property
+    def request_id(self) -> int | None:
+        """The id TWS will quote back in replies and errors (tickerId, reqId or orderId)."""
+        return None
+
+
+@attrs.frozen
+class ReqCurrentTime(Request):
+    """The watchdog's health probe: cheap, always answered, no state on the server."""
+
+    def apply(self, client: Any) -> None:
+        client.reqCurrentTime()
+
+
+@attrs.frozen
+class ReqCurrentTimeInMillis(Request):
+    def apply(self, client: Any) -> None:
+        client.reqCurrentTimeInMillis()
+
+
+@attrs.frozen
+class ReqIds(Request):
+    num_ids: int = attrs.field(default=1, validator=_request_id)
+
+    def apply(self, client: Any) -> None:
+        client.reqIds(self.num_ids)
+
+
+@attrs.frozen
+class ReqMarketDataType(Request):
+    priority: ClassVar[Priority] = Priority.MARKET_DATA
+    market_data_type: int = attrs.field(validator=attrs.validators.in_((1, 2, 3, 4)))
+
+    def apply(self, client: Any) -> None:
+        client.reqMarketDataType(self.market_data_type)
+
+
+@attrs.frozen
+class ReqMktData(Request):
+    priority: ClassVar[Priority] = Priority.MARKET_DATA
+    req_id: int = attrs.field(validator=_request_id)
+    contract: Contract = attrs.field(validator=_contract, eq=False)
+    generic_ticks: str = ""
+    snapshot: bool = False
+    regulatory_snapshot: bool = False
+
+    def apply(self, client: Any) -> None:
+        client.reqMktData(
+            self.req_id, self.contract, self.generic_ticks, self.snapshot,
+            self.regulatory_snapshot, [],
+        )
+
+    @property
+    def request_id(self) -> int:
+        return self.req_id
+
+
+@attrs.frozen
+class CancelMktData(Request):
+    priority: ClassVar[Priority] = Priority.CANCEL
+    req_id: int = attrs.field(validator=_request_id)
+
+    def apply(self, client: Any) -> None:
+        client.cancelMktData(self.req_id)
+
+    @property
+    def request_id(self) -> int:
+        return self.req_id
+
+
+@attrs.frozen
+class ReqContractDetails(Request):
+    req_id: int = attrs.field(validator=_request_id)
+    contract: Contract = attrs.field(validator=_contract, eq=False)
+
+    def apply(self, client: Any) -> None:
+        client.reqContractDetails(self.req_id, self.contract)
+
+    @property
+    def request_id(self) -> int:
+        return self.req_id
+
+
+@attrs.frozen
+class ReqSecDefOptParams(Request):
+    req_id: int = attrs.field(validator=_request_id)
+    underlying_symbol: str = attrs.field(validator=attrs.validators.min_len(1))
+    underlying_sec_type: str = attrs.field(validator=attrs.validators.min_len(1))
+    underlying_con_id: int = attrs.field(validator=_request_id)
+    fut_fop_exchange: str = ""
+
+    def apply(self, client: Any) -> None:
+        client.reqSecDefOptParams(
+            self.req_id, self.underlying_symbol, self.fut_fop_exchange,
+            self.underlying_sec_type, self.underlying_con_id,
+        )
+
+    @property
+    def request_id(self) -> int:
+        return self.req_id
+
+
+@attrs.frozen
+class PlaceOrder(Request):
+    """Place (or, with an existing order id, modify) an order."""
+
+    priority: ClassVar[Priority] = Priority.ORDER
+    order_id: int = attrs.field(validator=_request_id)
+    contract: Contract = attrs.field(validator=_contract, eq=False)
+    order: Order = attrs.field(eq=False)
+
+    @order.validator
+    def _check_order(self, attribute: attrs.Attribute[Any], value: Order) -> None:
+        if not isinstance(value, Order):
+            raise RequestError("PlaceOrder.order must be an ibapi Order")
+        if value.action not in ("BUY", "SELL"):
+            raise RequestError(f"PlaceOrder.order.action must be BUY or SELL, got {value.action!r}")
+        if not value.totalQuantity or value.totalQuantity <= 0:
+            raise RequestError("PlaceOrder.order.totalQuantity must be > 0")
+        if not value.orderType:
+            raise RequestError("PlaceOrder.order.orderType must be set")
+
+    def apply(self, client: Any) -> None:
+        client.placeOrder(self.order_id, self.contract, self.order)
+
+    @property
+    def request_id(self) -> int:
+        return self.order_id
+
+
+@attrs.frozen
+class CancelOrder(Request):
+    priority: ClassVar[Priority] = Priority.CANCEL
+    order_id: int = attrs.field(validator=_request_id)
+
+    def apply(self, client: Any) -> None:
+        client.cancelOrder(self.order_id, OrderCancel())
+
+    @property
+    def request_id(self) -> int:
+        return self.order_id
+
+
+@attrs.frozen
+class ReqOpenOrders(Request):
+    def apply(self, client: Any) -> None:
+        client.reqOpenOrders()
+
+
+@attrs.frozen
+class ReqExecutions(Request):
+    req_id: int = attrs.field(validator=_request_id)
+
+    def apply(self, client: Any) -> None:
+        client.reqExecutions(self.req_id, ExecutionFilter())
+
+    @property
+    def request_id(self) -> int:
+        return self.req_id
+
+
+@attrs.frozen
+class ReqPositions(Request):
+    def apply(self, client: Any) -> None:
+        client.reqPositions()
