@@ -1,0 +1,193 @@
+"""One connection attempt: one ibapi EClient, its threads, and a clean way to end them.
+
+ibapi's EClient is not reusable across connections (its queue, decoder and reader belong to
+one socket), so every attempt gets a fresh `TwsSession`. The blocking parts run in threads
+this module owns and joins: the handshake (``EClient.connect`` reads the version reply
+synchronously), ibapi's own ``EReader`` thread, and ``EClient.run()``. Nothing here blocks
+the Trio thread, and `close` does not return until every thread of the attempt has ended.
+
+Only the connection actor holds a `TwsSession`; that is what makes it the single writer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import threading
+import traceback
+from collections.abc import Callable
+
+import attrs
+import trio
+from ibapi.client import EClient
+
+from . import events as ev
+from .bridge import EventBridge
+from .requests import Request
+
+__all__ = ["ConnectFailed", "ConnectTimeout", "NotConnected", "TwsSession"]
+
+log = logging.getLogger(__name__)
+
+_serials = itertools.count(1)
+
+# How long `close` waits for each thread. ibapi's run() polls its queue every 0.2 s and
+# the reader's socket has a 1 s timeout; shutting the socket down wakes the reader at once.
+_JOIN_TIMEOUT = 5.0
+
+
+class ConnectFailed(ConnectionError):
+    """The TCP connection or the API handshake failed (TWS not there, or refused us)."""
+
+
+class ConnectTimeout(ConnectFailed):
+    """TWS accepted the socket but did not finish the handshake in time."""
+
+
+class NotConnected(ConnectionError):
+    """A request was offered to a session whose socket is gone. It was not sent."""
+
+
+@attrs.define
+class _Thread:
+    """A daemon thread whose end Trio can await without blocking."""
+
+    thread: threading.Thread
+    done: trio.Event
+
+    @classmethod
+    def start(cls, name: str, target: Callable[[], None]) -> _Thread:
+        token = trio.lowlevel.current_trio_token()
+        done = trio.Event()
+
+        def body() -> None:
+            try:
+                target()
+            finally:
+                try:
+                    token.run_sync_soon(done.set)
+                except trio.RunFinishedError:
+                    pass
+
+        thread = threading.Thread(target=body, name=name, daemon=True)
+        thread.start()
+        return cls(thread, done)
+
+
+class TwsSession:
+    """A single EClient connection attempt, from handshake to joined threads."""
+
+    def __init__(self, bridge: EventBridge) -> None:
+        self.bridge = bridge
+        self.serial = next(_serials)
+        self.client = EClient(bridge)
+        self._connect_thread: _Thread | None = None
+        self._run_thread: _Thread | None = None
+        self._reader: threading.Thread | None = None  # ibapi's EReader; reset() forgets it
+        self._closed = False
+        self._stop_posted = False
+
+    @property
+    def server_version(self) -> int | None:
+        version = self.client.serverVersion()
+        return int(version) if version else None
+
+    @property
+    def connection_time(self) -> str | None:
+        return self.client.connTime  # type: ignore[no-any-return]
+
+    def is_connected(self) -> bool:
+        return bool(self.client.isConnected())
+
+    async def open(self, host: str, port: int, client_id: int, *, timeout: float) -> None:
+        """Connect and hand-shake; start ``EClient.run()`` in its own thread.
+
+        Raises `ConnectFailed` (refused, closed during the handshake) or `ConnectTimeout`.
+        On any failure, and on cancellation, the attempt is closed and its threads joined
+        before this returns or raises. Success only means the socket is up and startApi was
+        sent: the caller waits for nextValidId to know TWS has accepted the client id.
+        """
+        client = self.client
+        self._connect_thread = _Thread.start(
+            f"ibkr-connect-{self.serial}", lambda: client.connect(host, port, client_id)
+        )
+        try:
+            with trio.move_on_after(timeout) as scope:
+                await self._connect_thread.done.wait()
+            if scope.cancelled_caught:
+                raise ConnectTimeout(f"no API handshake from {host}:{port} within {timeout:g} s")
+            self._reader = client.reader
+            if self._reader is not None:
+                # Run even if TWS has already hung up: run() drains what the reader queued
+                # first, and that is where the reason is (a 326, say).
+                self._run_thread = _Thread.start(f"ibkr-run-{self.serial}", self._run)
+            if not client.isConnected():
+                raise ConnectFailed(f"could not connect to {host}:{port}")
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.close()
+            raise
+
+    def _run(self) -> None:
+        """``EClient.run()``; a frame it cannot decode becomes an event, not a dead thread."""
+        try:
+            self.client.run()
+        except Exception as exc:  # noqa: BLE001 - anything run() lets out is a bad frame
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            log.warning("ibapi could not decode a message from TWS: %s", detail)
+            # run()'s own finally has already disconnected the client.
+            self.bridge.post(ev.MalformedMessage(detail))
+        finally:
+            self.bridge.post(ev.ReaderStopped(self.serial))
+
+    async def send(self, request: Request) -> None:
+        """Write *request* to the socket, in a worker thread (a full socket buffer must not
+        stall the event loop). Raises `NotConnected`, without sending, if the socket is gone.
+
+        Not abandoned on cancellation: a request is either wholly handed to ibapi or not at
+        all, never half-written.
+        """
+        if not self.is_connected():
+            raise NotConnected(f"session {self.serial} is not connected")
+        await trio.to_thread.run_sync(request.apply, self.client)
+
+    async def close(self) -> None:
+        """Disconnect and join every thread of this attempt. Idempotent.
+
+        Shutting the socket down wakes ibapi's reader out of ``recv`` at once; the reader
+        then drops the connection, ``run()`` notices within its 0.2 s poll and disconnects
+        the EClient itself. Only when no run thread exists do we call ``disconnect`` here:
+        two threads inside ``EClient.disconnect`` at once race on its ``reset``.
+        """
+        if not self._closed:
+            self._closed = True
+            sock = getattr(self.client.conn, "socket", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            connecting = self._connect_thread
+            if connecting is not None:
+                with trio.move_on_after(_JOIN_TIMEOUT):
+                    await connecting.done.wait()
+            if self._reader is None:
+                self._reader = self.client.reader
+            if self._run_thread is None:
+                await trio.to_thread.run_sync(self.client.disconnect)
+        for thread in self.threads():
+            if thread.is_alive():
+                await trio.to_thread.run_sync(thread.join, _JOIN_TIMEOUT)
+        if self._run_thread is None and not self._stop_posted:
+            # No run() thread ever existed to say so: the bridge's reader still needs to
+            # learn that nothing more will come from this session.
+            self._stop_posted = True
+            self.bridge.post(ev.ReaderStopped(self.serial))
+
+    def threads(self) -> list[threading.Thread]:
+        """The threads this attempt started (for leak checks)."""
+        found = [h.thread for h in (self._connect_thread, self._run_thread) if h is not None]
+        if self._reader is not None:
+            found.append(self._reader)
+        return found
