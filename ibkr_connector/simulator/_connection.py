@@ -1,0 +1,153 @@
+"""One client connection of the simulated TWS: a reader task and a writer task.
+
+The reader receives bytes, drives the connection's ``ClientSession`` and queues what it
+answers; the writer takes the queue in order, holds replies back by the configured delay,
+and coalesces frames into large writes (a tick flood is written in big chunks). Other
+tasks (the fault API) push frames through ``send``. Both tasks live in this connection's
+own cancel scope, which ``abort`` cancels; the stream is always closed on the way out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from ibkr_connector.simulator._codec import ClientMessage, ClientProtocolError, StartApi
+from ibkr_connector.simulator._session import ClientSession, Close
+
+__all__ = ["ClientConnection"]
+
+logger = logging.getLogger(__name__)
+
+_RECEIVE_SIZE = 65536
+_COALESCE_BYTES = 256 * 1024
+_QUEUE_ITEMS = 256
+#: How long a closing connection may take to flush what it already queued.
+_DRAIN_SECONDS = 5.0
+
+
+@attrs.frozen
+class _Outgoing:
+    due: float
+    data: bytes
+
+
+class ClientConnection:
+    """The I/O side of one accepted TCP connection."""
+
+    def __init__(self, stream: trio.SocketStream, session: ClientSession,
+                 reply_delay: Callable[[], float]) -> None:
+        self.stream = stream
+        self.session = session
+        self.closed = trio.Event()
+        self._reply_delay = reply_delay
+        self._scope = trio.CancelScope()
+        self._send_channel, self._receive_channel = trio.open_memory_channel[_Outgoing](
+            _QUEUE_ITEMS)
+
+    def abort(self) -> None:
+        """Close the connection now, without flushing (safe before ``run`` starts)."""
+        self._scope.cancel()
+
+    async def send(self, data: bytes, *, reply: bool = False) -> None:
+        """Queue ``data`` for the client (blocks while the queue is full). A connection
+        that is closing silently drops it, as a socket write to a dead peer would."""
+        delay = self._reply_delay() if reply else 0.0
+        try:
+            await self._send_channel.send(_Outgoing(trio.current_time() + delay, data))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            logger.debug("dropping %d bytes for a closing connection", len(data))
+
+    async def run(self, on_change: Callable[[], None]) -> None:
+        """Serve the connection until the client leaves, the session closes it, or
+        ``abort``. Never raises for anything the client did."""
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_loop)
+                    try:
+                        await self._read_loop(on_change)
+                    finally:
+                        self._send_channel.close()
+                    self._scope.deadline = (trio.current_time() + self._reply_delay()
+                                            + _DRAIN_SECONDS)
+        finally:
+            # Free the client id before the client can see the close, so a reconnect
+            # never races a stale registration. Synchronous on purpose: under an outer
+            # cancellation any await here would raise before the cleanup finished.
+            self.session.close()
+            self.stream.socket.close()
+            self.closed.set()
+
+    async def _read_loop(self, on_change: Callable[[], None]) -> None:
+        try:
+            while True:
+                try:
+                    data = await self.stream.receive_some(_RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""  # a reset is an end of stream too
+                self.session.receive_data(data)
+                if await self._process(on_change):
+                    return
+        except ClientProtocolError as exc:
+            logger.info("client %s broke the protocol, closing: %s", self.session.client_id,
+                        exc)
+        except Exception:
+            logger.exception("error serving client %s; closing its connection",
+                             self.session.client_id)
+
+    async def _process(self, on_change: Callable[[], None]) -> bool:
+        """Handle every buffered event; True once the connection must close."""
+        while (event := self.session.next_event()) is not None:
+            arrived = now = trio.current_time()
+            if self.session.paced and isinstance(event, (StartApi, ClientMessage)):
+                slot = self.session.pace(arrived)
+                if slot > arrived:
+                    await trio.sleep_until(slot)
+                    now = trio.current_time()
+            actions = self.session.handle(event, now, arrived)
+            if isinstance(event, StartApi):
+                on_change()
+            for action in actions:
+                if isinstance(action, Close):
+                    logger.info("closing client %s: %s", self.session.client_id,
+                                action.reason)
+                    return True
+                await self.send(action.data, reply=action.reply)
+        return False
+
+    async def _write_loop(self) -> None:
+        pending: _Outgoing | None = None
+        try:
+            while True:
+                if pending is None:
+                    try:
+                        item = await self._receive_channel.receive()
+                    except trio.EndOfChannel:
+                        return
+                else:
+                    item, pending = pending, None
+                if item.due > trio.current_time():
+                    await trio.sleep_until(item.due)
+                chunks, size = [item.data], len(item.data)
+                while size < _COALESCE_BYTES:
+                    try:
+                        following = self._receive_channel.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    if following.due > trio.current_time():
+                        pending = following
+                        break
+                    chunks.append(following.data)
+                    size += len(following.data)
+                await self.stream.send_all(b"".join(chunks))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            logger.debug("client %s went away while writing: %s", self.session.client_id, exc)
+            self.abort()
+        except Exception:
+            logger.exception("error writing to client %s; closing its connection",
+                             self.session.client_id)
+            self.abort()

@@ -1,0 +1,124 @@
+"""What the simulator knows about client -> server requests (``ibapi.message.OUT``).
+
+Part of the sans-IO session layer: the codec hands the session a message id and its text
+fields; this module says which field is the request's own id (TWS quotes it back in error
+100 and other request errors) and reads the few requests the simulator acts on. Positions
+were taken from ``ibapi/client.py`` 10.50 and are checked in the tests by encoding every
+request with the unmodified ``EClient``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+__all__ = [
+    "KNOWN_REQUESTS",
+    "MarketDataRequest",
+    "Out",
+    "RequestFieldError",
+    "parse_req_mkt_data",
+    "request_id_of",
+]
+
+
+class Out(enum.IntEnum):
+    """The client -> server ids the session acts on (values from ``ibapi.message.OUT``)."""
+
+    REQ_MKT_DATA = 1
+    CANCEL_MKT_DATA = 2
+    PLACE_ORDER = 3
+    CANCEL_ORDER = 4
+    REQ_IDS = 8
+    REQ_CURRENT_TIME = 49
+    START_API = 71
+    REQ_CURRENT_TIME_IN_MILLIS = 105
+
+
+#: Every id ``ibapi`` 10.50 can send (``OUT``): anything else is an unknown message.
+KNOWN_REQUESTS: frozenset[int] = frozenset(
+    [*range(1, 26), *range(49, 52), *range(54, 60), *range(61, 110)]
+)
+
+#: ``MIN_SERVER_VER_CME_TAGGING_FIELDS``: CANCEL_ORDER drops its version field.
+_MIN_VER_CANCEL_ORDER_NO_VERSION = 192
+#: ``MIN_SERVER_VER_SCANNER_GENERIC_OPTS``: REQ_SCANNER_SUBSCRIPTION drops its version.
+_MIN_VER_SCANNER_NO_VERSION = 143
+#: ``MIN_SERVER_VER_REPLACE_FA_END``: REPLACE_FA gains a trailing request id.
+_MIN_VER_REPLACE_FA_REQ_ID = 157
+
+# Index (among the fields after the message id) of the request's own id: 1 after a version
+# field, 0 when the request has none.
+_REQUEST_ID_INDEX: dict[int, int] = {
+    1: 1, 2: 1, 3: 0, 7: 1, 9: 1, 10: 1, 11: 1, 20: 0, 21: 1, 23: 1, 25: 1,
+    50: 1, 51: 1, 54: 1, 55: 1, 56: 1, 57: 1, 62: 1, 63: 1, 67: 1, 68: 1, 69: 1, 70: 1,
+    74: 1, 75: 1, 76: 1, 77: 1, 78: 0, 79: 0, 81: 0, 83: 0, 84: 0, 86: 0, 87: 0, 88: 0,
+    89: 0, 90: 0, 92: 0, 93: 0, 94: 0, 95: 0, 96: 0, 97: 0, 98: 0, 100: 0, 101: 0,
+    102: 0, 103: 0, 104: 0,
+}
+
+
+class RequestFieldError(ValueError):
+    """A known request whose fields cannot be read (TWS answers 320 and carries on)."""
+
+
+def _int(fields: tuple[str, ...], index: int, what: str) -> int:
+    try:
+        return int(fields[index])
+    except (IndexError, ValueError):
+        raise RequestFieldError(f"{what} missing or not an integer") from None
+
+
+def request_id_of(msg_id: int, fields: tuple[str, ...], server_version: int) -> int:
+    """The request's own id (ticker, order or request id), or -1 if it has none or it
+    cannot be read. Never raises: it is used to answer malformed traffic too."""
+    if msg_id == Out.CANCEL_ORDER:
+        index: int | None = 0 if server_version >= _MIN_VER_CANCEL_ORDER_NO_VERSION else 1
+    elif msg_id == 22:  # REQ_SCANNER_SUBSCRIPTION
+        index = 0 if server_version >= _MIN_VER_SCANNER_NO_VERSION else 1
+    elif msg_id == 19:  # REPLACE_FA: version, faDataType, cxml, reqId
+        index = 3 if server_version >= _MIN_VER_REPLACE_FA_REQ_ID else None
+    else:
+        index = _REQUEST_ID_INDEX.get(msg_id)
+    if index is None:
+        return -1
+    try:
+        return _int(fields, index, "request id")
+    except RequestFieldError:
+        return -1
+
+
+@attrs.frozen
+class MarketDataRequest:
+    """The parts of ``reqMktData`` the simulator uses."""
+
+    req_id: int
+    symbol: str
+    sec_type: str
+    generic_ticks: str
+    snapshot: bool
+
+
+def parse_req_mkt_data(fields: tuple[str, ...]) -> MarketDataRequest:
+    """Read ``REQ_MKT_DATA`` as ``EClient.reqMktData`` writes it (server version >= 70):
+    version, reqId, conId, symbol, secType, expiry, strike, right, multiplier, exchange,
+    primaryExchange, currency, localSymbol, tradingClass, [BAG: legCount + 4 per leg],
+    deltaNeutral flag [+ conId, delta, price], genericTickList, snapshot, ..."""
+    req_id = _int(fields, 1, "reqMktData ticker id")
+    if len(fields) < 14:
+        raise RequestFieldError("reqMktData is too short")
+    symbol, sec_type = fields[3], fields[4]
+    index = 14
+    if sec_type == "BAG":
+        index += 1 + 4 * _int(fields, index, "combo leg count")
+    if index >= len(fields):
+        raise RequestFieldError("reqMktData is missing its delta-neutral flag")
+    index += 4 if fields[index] == "1" else 1
+    if index + 1 >= len(fields):
+        raise RequestFieldError("reqMktData is missing generic ticks or snapshot")
+    snapshot = fields[index + 1]
+    if snapshot not in ("0", "1"):
+        raise RequestFieldError(f"reqMktData snapshot flag is not 0/1: {snapshot!r}")
+    return MarketDataRequest(req_id=req_id, symbol=symbol, sec_type=sec_type,
+                             generic_ticks=fields[index], snapshot=snapshot == "1")

@@ -1,0 +1,265 @@
+"""The simulated TWS as a Trio TCP server, with the fault-injection API.
+
+The thin I/O shell around the sans-IO layers: it accepts connections, feeds each
+``ClientSession`` the bytes it reads and writes what the session answers. Each connection
+runs two tasks, a reader (which also drives the session) and a writer (which applies the
+reply delay and coalesces frames); everything it starts lives in the nursery of
+``open_simulator``, so nothing outlives the ``async with`` block.
+
+Bad client input never takes the server down: a protocol error, a reset socket or a bug
+while answering one client is logged and closes that connection only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from ibkr_connector.simulator import _messages as msg
+from ibkr_connector.simulator._config import SimulatorConfig
+from ibkr_connector.simulator._connection import ClientConnection
+from ibkr_connector.simulator._faults import MALFORMED_KINDS, malformed_frame, tick_flood
+from ibkr_connector.simulator._session import ClientSession, ReceivedMessage, SimulatorState
+
+__all__ = ["TwsSimulator", "open_simulator"]
+
+logger = logging.getLogger(__name__)
+
+_FLOOD_BATCH = 2048
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@asynccontextmanager
+async def open_simulator(config: SimulatorConfig | None = None) -> AsyncIterator[TwsSimulator]:
+    """Run a simulated TWS for the duration of the block.
+
+    Listening has started when the block is entered (``sim.port`` is the bound port). On
+    exit every connection is closed and every background task cancelled.
+    """
+    config = config or SimulatorConfig()
+    async with trio.open_nursery() as nursery:
+        sim = TwsSimulator(config, nursery)
+        await sim._listen()
+        try:
+            yield sim
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+@attrs.define
+class _Listening:
+    scope: trio.CancelScope
+    stopped: trio.Event
+
+
+class TwsSimulator:
+    """A running simulated TWS. Create it with ``open_simulator``."""
+
+    def __init__(self, config: SimulatorConfig, nursery: trio.Nursery) -> None:
+        self.config = config
+        self.host = config.host
+        self.port = config.port
+        self._nursery = nursery
+        self._state = SimulatorState(config, trio.current_time(), time.time())
+        self._connections: set[ClientConnection] = set()
+        self._changed = trio.Event()
+        self._listening: _Listening | None = None
+        self._outage: trio.CancelScope | None = None
+        self._reply_delay = 0.0
+        if self.host not in _LOOPBACK:
+            logger.warning("simulator listening on non-loopback host %s", self.host)
+
+    # -- observation ------------------------------------------------------------------------
+
+    @property
+    def received(self) -> list[ReceivedMessage]:
+        """Every client message after the handshake, in arrival order (live list)."""
+        return self._state.received
+
+    @property
+    def listening(self) -> bool:
+        return self._listening is not None
+
+    def connected_client_ids(self) -> frozenset[int]:
+        """Client ids of connections that completed ``startApi`` and are still open."""
+        return frozenset(self._state.sessions)
+
+    async def wait_for_clients(self, n: int) -> None:
+        """Block until at least ``n`` clients have completed ``startApi`` and are connected.
+        Cancellable; it has no timeout of its own."""
+        while len(self._state.sessions) < n:
+            await self._changed.wait()
+
+    def max_messages_in_window(self, window: float = 1.0, client_id: int | None = None) -> int:
+        """The most client messages (refused ones included) seen in any ``window`` s."""
+        return self._state.max_messages_in_window(window, client_id)
+
+    def live_subscriptions(self, client_id: int | None = None) -> frozenset[int]:
+        """Ticker ids of open ``reqMktData`` subscriptions (of one client, or all)."""
+        return self._state.live_subscriptions(client_id)
+
+    def reply_delay(self) -> float:
+        return self._reply_delay
+
+    # -- faults --------------------------------------------------------------------------------
+
+    async def drop_all(self) -> None:
+        """Close every client connection at once (as a crashing TWS would) and wait until
+        they are closed. Listening goes on."""
+        connections = list(self._connections)
+        for connection in connections:
+            connection.abort()
+        for connection in connections:
+            await connection.closed.wait()
+
+    async def refuse_for(self, seconds: float) -> None:
+        """A TWS restart: stop listening (connects are refused at TCP level), drop every
+        connection, and listen again on the same port after ``seconds`` of Trio time.
+        Returns once the port is closed; the restart runs in the background. Overlapping
+        calls extend the outage to the latest end."""
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        until = trio.current_time() + seconds
+        await self._stop_listening()
+        await self.drop_all()
+        if self._outage is None:
+            self._outage = trio.CancelScope(deadline=until)
+            self._nursery.start_soon(self._restart_when_due, self._outage)
+        else:
+            self._outage.deadline = max(self._outage.deadline, until)
+
+    async def send_error(self, code: int, message: str = "", *, req_id: int = -1,
+                         client_id: int | None = None) -> None:
+        """Send ``ERR_MSG`` to one client or all (e.g. 1100, 1101, 1102, 2103, 2110).
+        An empty ``message`` uses TWS's wording for ``code``."""
+        text = message or msg.DEFAULT_ERROR_TEXT.get(code, f"Simulated error {code}")
+        for connection in self._targets(client_id):
+            data = connection.session.error(req_id, code, text, trio.current_time())
+            await connection.send(data)
+
+    def set_reply_delay(self, seconds: float) -> None:
+        """Delay every reply (not pushed data) by ``seconds``; 0 clears. Order is kept."""
+        if seconds < 0 or not math.isfinite(seconds):
+            raise ValueError("reply delay must be a finite number >= 0")
+        self._reply_delay = seconds
+
+    async def send_malformed(self, *, client_id: int | None = None,
+                             kind: str = "bad_msg_id") -> None:
+        """Write one malformed frame (kinds: ``MALFORMED_KINDS``) to one client or all."""
+        if kind not in MALFORMED_KINDS:
+            raise ValueError(f"unknown malformed kind {kind!r}; choose from "
+                             f"{', '.join(MALFORMED_KINDS)}")
+        for connection in self._targets(client_id):
+            await connection.send(malformed_frame(kind, self._state.rng))
+
+    async def push_tick_price(self, req_id: int, tick_type: int, price: float, *,
+                              client_id: int | None = None, size: float = 0) -> None:
+        """Send one ``TICK_PRICE`` for ``req_id`` to ``client_id``, or to every client with
+        ``req_id`` subscribed (none: nothing is sent, as TWS sends no data unasked)."""
+        data = msg.tick_price(req_id, tick_type, price, size)
+        for connection in self._subscribers(req_id, client_id):
+            await connection.send(data)
+
+    async def flood_tick_prices(self, req_id: int, n: int, *,
+                                client_id: int | None = None) -> None:
+        """Write ``n`` ``TICK_PRICE`` frames as fast as the socket takes them, in batches
+        of a few thousand frames per write. Returns when all are handed to the writer."""
+        for connection in self._subscribers(req_id, client_id):
+            for start in range(0, n, _FLOOD_BATCH):
+                count = min(_FLOOD_BATCH, n - start)
+                await connection.send(tick_flood(req_id, start, count))
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _targets(self, client_id: int | None) -> list[ClientConnection]:
+        if client_id is None:
+            return [c for c in self._connections if c.session.registered]
+        session = self._state.sessions.get(client_id)
+        if session is None:
+            raise LookupError(f"no connected client with id {client_id}")
+        return [c for c in self._connections if c.session is session]
+
+    def _subscribers(self, req_id: int, client_id: int | None) -> list[ClientConnection]:
+        if client_id is not None:
+            return self._targets(client_id)
+        return [c for c in self._targets(None) if req_id in c.session.subscriptions]
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _listen(self) -> None:
+        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        port = listeners[0].socket.getsockname()[1]
+        # With port 0 each address family gets its own port: keep the first family only.
+        keep = [ln for ln in listeners if ln.socket.getsockname()[1] == port]
+        for listener in listeners:
+            if listener not in keep:
+                listener.socket.close()
+        self.port = port
+        listening = _Listening(trio.CancelScope(), trio.Event())
+        self._listening = listening
+        self._nursery.start_soon(self._accept_loop, keep, listening)
+        logger.info("simulated TWS listening on %s:%d (server version %d)", self.host, port,
+                    self.config.server_version)
+
+    async def _stop_listening(self) -> None:
+        listening, self._listening = self._listening, None
+        if listening is not None:
+            listening.scope.cancel()
+            await listening.stopped.wait()
+            logger.info("simulated TWS stopped listening on port %d", self.port)
+
+    async def _restart_when_due(self, outage: trio.CancelScope) -> None:
+        try:
+            # The outage is a cancel scope whose deadline later refuse_for calls extend.
+            with outage:
+                await trio.sleep_forever()
+            while self._listening is None:
+                try:
+                    await self._listen()
+                except OSError as exc:
+                    logger.warning("cannot listen again on port %d yet: %s", self.port, exc)
+                    await trio.sleep(0.1)
+        finally:
+            self._outage = None
+
+    async def _accept_loop(self, listeners: list[trio.SocketListener],
+                           listening: _Listening) -> None:
+        try:
+            with listening.scope:
+                async with trio.open_nursery() as nursery:
+                    for listener in listeners:
+                        nursery.start_soon(self._accept_from, listener)
+        finally:
+            for listener in listeners:
+                listener.socket.close()  # synchronous: must complete even when cancelled
+            listening.stopped.set()
+
+    async def _accept_from(self, listener: trio.SocketListener) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:  # e.g. out of file descriptors: back off, keep serving
+                logger.warning("accept failed: %s", exc)
+                await trio.sleep(0.1)
+                continue
+            self._nursery.start_soon(self._serve, stream)
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        connection = ClientConnection(stream, ClientSession(self._state), self._delay_for)
+        self._connections.add(connection)
+        try:
+            await connection.run(on_change=self._notify)
+        finally:
+            self._connections.discard(connection)
+            self._notify()
+
+    def _delay_for(self) -> float:
+        return self._reply_delay

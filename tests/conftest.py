@@ -1,0 +1,30 @@
+"""Shared fixtures: the bundled simulator on a free loopback port, and clocks.
+
+Socket tests use `io_clock`: a MockClock that jumps only after the run loop has been idle
+for a quarter of a real second. Pure-Trio tests can use autojump_threshold=0, but here a
+thread (ibapi's handshake, reader and run loop) is often what Trio waits on, and jumping the
+clock the instant Trio goes idle would fire a 30 s connection timeout while a 2 ms loopback
+handshake is still in flight. A quarter second is far above any loopback round trip and
+still turns a 60 s backoff into 0.25 s of wall time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+import trio.testing
+
+from ibkr_connector.simulator import SimulatorConfig, TwsSimulator, open_simulator
+
+
+@pytest.fixture
+def io_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0.25)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[TwsSimulator]:
+    async with open_simulator(SimulatorConfig()) as simulator:
+        yield simulator

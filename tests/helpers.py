@@ -1,0 +1,44 @@
+"""Test helpers: an event recorder standing in for the bus (it is one: a list plus a wake-up)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import trio
+
+T = TypeVar("T")
+
+
+class Recorder:
+    """An `emit` callable that keeps every event and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.events: list[object] = []
+        self._changed = trio.Event()
+
+    def __call__(self, event: object) -> None:
+        self.events.append(event)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def of(self, kind: type[T]) -> list[T]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    async def wait_for(self, kind: type[T], predicate: Callable[[T], bool] = lambda _: True,
+                       *, timeout: float = 10.0, after: int = 0) -> T:
+        with trio.fail_after(timeout):
+            while True:
+                for event in self.events[after:]:
+                    if isinstance(event, kind) and predicate(event):
+                        return event
+                await self._changed.wait()
+
+
+def our_threads() -> list[threading.Thread]:
+    """Threads started by a TWS session: ours are named ibkr-*, ibapi's reader is an EReader."""
+    from ibapi.reader import EReader
+
+    return [t for t in threading.enumerate()
+            if t.is_alive() and (t.name.startswith("ibkr-") or isinstance(t, EReader))]
