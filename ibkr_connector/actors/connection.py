@@ -1,0 +1,525 @@
+"""The connection actor: the one owner of the socket to TWS.
+
+It holds the current `TwsSession` (one EClient per attempt), is the only code that writes
+to the wire, and turns what happens to the socket into connection events:
+
+- `ConnectionEstablished` the first time TWS accepts us (nextValidId and accounts arrived);
+- `ConnectionRecovered` when that happens again after a loss;
+- `ConnectionLost` when the socket goes (closed, 502/504, a frame ibapi cannot decode, or a
+  `Abandon` from the watchdog whose probe went unanswered);
+- `LinkLost` / `LinkRestored` for 1100 / 1101 / 1102: TWS lost *its* link to IB while our
+  socket stayed up, so we keep the socket and wait;
+- `ErrorOccurred` for every TWS error, classified by `protocol.codes`.
+
+Every inbound TWS event is also emitted unchanged, for the router and the bus. `emit` must
+not block (the bus's publish, or a channel's ``send_nowait``).
+
+It does not reconnect by itself: deciding *when* to reconnect (backoff, the daily restart
+window) is the watchdog's job; this actor only knows *how*.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from ..config import IBKRConfig
+from ..protocol import codes
+from ..protocol import events as ev
+from ..protocol.bridge import EventBridge
+from ..protocol.client import ConnectFailed, ConnectTimeout, NotConnected, TwsSession
+from ..protocol.requests import Request
+
+__all__ = [
+    "Abandon",
+    "ClientIdInUse",
+    "Connect",
+    "ConnectionActor",
+    "ConnectionEstablished",
+    "ConnectionLost",
+    "ConnectionRecovered",
+    "ConnectionState",
+    "ConnectionStatus",
+    "Disconnect",
+    "EnsureConnected",
+    "ErrorOccurred",
+    "GetStatus",
+    "IsConnected",
+    "LinkLost",
+    "LinkRestored",
+    "Send",
+    "run_connection",
+]
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[object], None]
+
+
+class ConnectionState(enum.Enum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    # Our socket is up but TWS has lost its link to IB (1100): wait for 1101/1102.
+    LINK_DOWN = "link-down"
+
+
+class ClientIdInUse(ConnectFailed):
+    """TWS answered 326: another API client already uses this client id."""
+
+
+# --- events this actor emits ------------------------------------------------------------
+
+
+@attrs.frozen
+class ConnectionEstablished:
+    server_version: int
+    client_id: int
+    accounts: tuple[str, ...]
+    next_order_id: int
+    connection_time: str
+
+
+@attrs.frozen
+class ConnectionRecovered:
+    server_version: int
+    client_id: int
+    accounts: tuple[str, ...]
+    next_order_id: int
+    connection_time: str
+    reconnects: int
+
+
+@attrs.frozen
+class ConnectionLost:
+    reason: str
+    # True when our own side asked for it (disconnect); the watchdog then stays put.
+    requested: bool = False
+
+
+@attrs.frozen
+class LinkLost:
+    """1100: TWS lost its connection to IB; our socket is still up."""
+
+    message: str
+
+
+@attrs.frozen
+class LinkRestored:
+    """1101 (data_lost: re-subscribe everything) or 1102 (data kept)."""
+
+    data_lost: bool
+    message: str
+
+
+@attrs.frozen
+class ErrorOccurred:
+    code: int
+    message: str
+    req_id: int
+    info: codes.CodeInfo
+
+
+# --- messages it serves -------------------------------------------------------------------
+
+
+@attrs.frozen
+class Connect:
+    """Call: connect if not connected. Replies with `ConnectionStatus`, or fails."""
+
+
+@attrs.frozen
+class Disconnect:
+    """Call: close the socket on purpose; the watchdog will not reconnect."""
+
+
+@attrs.frozen
+class EnsureConnected:
+    """Call: like Connect, but a no-op reply when already connected."""
+
+
+@attrs.frozen
+class IsConnected:
+    """Call: reply True when the socket is up and TWS accepted us."""
+
+
+@attrs.frozen
+class Send:
+    """Call: write one request. Replies None once ibapi has it; fails `NotConnected`
+    (the request was not sent, the caller keeps it)."""
+
+    request: Request
+
+
+@attrs.frozen
+class Abandon:
+    """Cast: the session is judged dead (e.g. a missed health probe): drop it."""
+
+    reason: str
+
+
+@attrs.frozen
+class GetStatus:
+    """Call: reply with a `ConnectionStatus`."""
+
+
+@attrs.frozen
+class ConnectionStatus:
+    state: ConnectionState
+    host: str
+    port: int
+    client_id: int
+    server_version: int | None
+    accounts: tuple[str, ...]
+    next_order_id: int | None
+    connected_since: float | None  # trio time
+    reconnects: int
+    wanted: bool
+    last_error: str | None
+    messages_sent: int
+
+
+# --- the actor -------------------------------------------------------------------------
+
+
+@attrs.define
+class _Handshake:
+    """What the pump has seen of the current attempt's start-up."""
+
+    done: trio.Event = attrs.Factory(trio.Event)
+    next_order_id: int | None = None
+    accounts: tuple[str, ...] | None = None
+    failure: ConnectFailed | None = None
+
+    def check(self) -> None:
+        if self.next_order_id is not None and self.accounts is not None:
+            self.done.set()
+
+    pump_done: trio.Event = attrs.Factory(trio.Event)
+    _rank: int = -1
+
+    def fail(self, failure: ConnectFailed, rank: int = 0) -> None:
+        """Record why start-up failed. Events arrive in ibapi's order, not in order of
+        meaning (the socket's close is seen before the 326 that explains it), so the
+        most specific reason wins: 326 (2) > a TWS error (1) > the socket closing (0)."""
+        if rank > self._rank:
+            self.failure, self._rank = failure, rank
+        self.done.set()
+
+
+class ConnectionActor:
+    """State and behaviour of the connection; `run_connection` serves it from a mailbox."""
+
+    def __init__(self, config: IBKRConfig, emit: Emit) -> None:
+        self.config = config
+        self.emit = emit
+        self.state = ConnectionState.DISCONNECTED
+        self.session: TwsSession | None = None
+        self.client_id = config.client_id
+        self.wanted = False
+        self.ever_connected = False
+        self.reconnects = 0
+        self.next_order_id: int | None = None
+        self.accounts: tuple[str, ...] = ()
+        self.connected_since: float | None = None
+        self.last_error: str | None = None
+        self.messages_sent = 0
+        self._handshake: _Handshake | None = None
+        self._nursery: trio.Nursery | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """Give the actor the nursery its per-session pump tasks run in."""
+        self._nursery = nursery
+
+    async def shutdown(self) -> None:
+        """Close any session, joining its threads (used on actor stop and crash).
+
+        A live connection that ends this way is reported as lost, so the watchdog brings
+        it back when this actor's next incarnation is running.
+        """
+        was_up = self.is_connected()
+        session, self.session = self.session, None
+        if session is not None:
+            with trio.CancelScope(shield=True):
+                await session.close()
+        self.state = ConnectionState.DISCONNECTED
+        if was_up:
+            self.emit(ConnectionLost("connection actor stopped", requested=not self.wanted))
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def is_connected(self) -> bool:
+        return self.state in (ConnectionState.CONNECTED, ConnectionState.LINK_DOWN)
+
+    async def connect(self) -> ConnectionStatus:
+        """Connect unless connected. On 326 try the next client id if configured to."""
+        self.wanted = True
+        if self.is_connected():
+            return self.status()
+        attempts = 1 + self.config.client_id_retries
+        for attempt in range(attempts):
+            try:
+                await self._connect_once()
+                return self.status()
+            except ClientIdInUse:
+                if attempt + 1 == attempts:
+                    raise
+                self.client_id += 1
+                log.warning("client id in use; trying client id %d", self.client_id)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _connect_once(self) -> None:
+        assert self._nursery is not None, "attach() first"
+        cfg = self.config
+        self.state = ConnectionState.CONNECTING
+        session = TwsSession(EventBridge())
+        handshake = _Handshake()
+        self.session, self._handshake = session, handshake
+        self._nursery.start_soon(self._pump, session, handshake)
+        try:
+            with trio.fail_after(cfg.connection_timeout):
+                await session.open(cfg.host, cfg.port, self.client_id,
+                                   timeout=cfg.connection_timeout)
+                await handshake.done.wait()
+        except trio.TooSlowError:
+            await self._fail_attempt(session, ConnectTimeout(
+                f"TWS at {cfg.host}:{cfg.port} did not accept the client within "
+                f"{cfg.connection_timeout:g} s"))
+        except ConnectFailed as exc:
+            await self._fail_attempt(session, exc)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._drop(session)
+            raise
+        if handshake.failure is not None:
+            await self._fail_attempt(session, handshake.failure)
+        self._established(session, handshake)
+
+    async def _fail_attempt(self, session: TwsSession, failure: ConnectFailed) -> None:
+        # Close first: joining the run thread makes ibapi decode whatever TWS sent before
+        # it hung up (a 326, say), and the pump has seen all of it once it finishes.
+        await self._drop(session)
+        handshake = self._handshake
+        if handshake is not None:
+            with trio.move_on_after(5.0):
+                await handshake.pump_done.wait()
+            handshake.fail(failure, rank=-1 if isinstance(failure, ConnectTimeout) else 0)
+            failure = handshake.failure or failure
+        self.last_error = str(failure)
+        raise failure
+
+    def _established(self, session: TwsSession, handshake: _Handshake) -> None:
+        assert handshake.next_order_id is not None and handshake.accounts is not None
+        self.state = ConnectionState.CONNECTED
+        self.next_order_id = handshake.next_order_id
+        self.accounts = handshake.accounts
+        self.connected_since = trio.current_time()
+        fields = dict(
+            server_version=session.server_version or 0,
+            client_id=self.client_id,
+            accounts=handshake.accounts,
+            next_order_id=handshake.next_order_id,
+            connection_time=session.connection_time or "",
+        )
+        if self.ever_connected:
+            self.reconnects += 1
+            log.info("reconnected to TWS (server version %s, reconnect #%d)",
+                     fields["server_version"], self.reconnects)
+            self.emit(ConnectionRecovered(reconnects=self.reconnects, **fields))  # type: ignore[arg-type]
+        else:
+            self.ever_connected = True
+            log.info("connected to TWS (server version %s, %d account(s))",
+                     fields["server_version"], len(handshake.accounts))
+            self.emit(ConnectionEstablished(**fields))  # type: ignore[arg-type]
+
+    async def disconnect(self) -> None:
+        self.wanted = False
+        session = self.session
+        if session is not None:
+            await self._drop(session)
+            self.emit(ConnectionLost("disconnect requested", requested=True))
+
+    async def abandon(self, reason: str) -> None:
+        session = self.session
+        if session is not None and self.is_connected():
+            await self._lost(session, reason)
+
+    async def send(self, request: Request) -> None:
+        session = self.session
+        if session is None or not self.is_connected():
+            raise NotConnected("not connected to TWS")
+        await session.send(request)
+        self.messages_sent += 1
+
+    def status(self) -> ConnectionStatus:
+        session = self.session
+        return ConnectionStatus(
+            state=self.state,
+            host=self.config.host,
+            port=self.config.port,
+            client_id=self.client_id,
+            server_version=session.server_version if session is not None else None,
+            accounts=self.accounts,
+            next_order_id=self.next_order_id,
+            connected_since=self.connected_since if self.is_connected() else None,
+            reconnects=self.reconnects,
+            wanted=self.wanted,
+            last_error=self.last_error,
+            messages_sent=self.messages_sent,
+        )
+
+    # -- the inbound side -------------------------------------------------------------------------
+
+    async def _pump(self, session: TwsSession, handshake: _Handshake) -> None:
+        """Drain one session's bridge until its run thread stops.
+
+        One pump per session, so a late event from a dead session can never be mistaken
+        for news about the current one.
+        """
+        try:
+            await self._drain(session, handshake)
+        finally:
+            handshake.pump_done.set()
+
+    async def _drain(self, session: TwsSession, handshake: _Handshake) -> None:
+        bridge = session.bridge
+        reason = "connection closed by TWS"
+        while True:
+            batch = await bridge.receive_batch()
+            for event in batch:
+                if isinstance(event, ev.ReaderStopped):
+                    await self._session_ended(session, handshake, reason)
+                    return
+                self._inbound(session, handshake, event)
+                if isinstance(event, ev.MalformedMessage):
+                    # run() has already disconnected (ConnectionClosed came first); the
+                    # session ends at ReaderStopped, with this as the reason.
+                    reason = "malformed message from TWS: " + event.detail
+
+    def _inbound(self, session: TwsSession, handshake: _Handshake, event: ev.TwsEvent) -> None:
+        if isinstance(event, ev.NextValidId):
+            handshake.next_order_id = event.order_id
+            if session is self.session and self.is_connected():
+                self.next_order_id = event.order_id
+            handshake.check()
+        elif isinstance(event, ev.ManagedAccounts):
+            handshake.accounts = event.accounts
+            handshake.check()
+        elif isinstance(event, ev.TwsError):
+            self._tws_error(session, handshake, event)
+        self.emit(event)
+
+    def _tws_error(self, session: TwsSession, handshake: _Handshake, error: ev.TwsError) -> None:
+        info = codes.classify(error.code)
+        log.log(info.log_level, "TWS %s %d: %s", "error" if info.is_error else "notice",
+                error.code, error.message)
+        if info.is_error:
+            self.last_error = f"{error.code}: {error.message}"
+        self.emit(ErrorOccurred(error.code, error.message, error.req_id, info))
+        strategy = info.strategy
+        if strategy is codes.Strategy.CLIENT_ID_IN_USE:
+            handshake.fail(ClientIdInUse(
+                f"client id {self.client_id} is already in use at "
+                f"{self.config.host}:{self.config.port} (TWS error 326)"), rank=2)
+        elif not handshake.done.is_set() and strategy is codes.Strategy.RECONNECT:
+            handshake.fail(ConnectFailed(
+                f"cannot connect to TWS at {self.config.host}:{self.config.port}: "
+                f"{error.message} ({error.code})"), rank=1)
+        elif strategy is codes.Strategy.WAIT_FOR_RESTORE and session is self.session:
+            if self.state is ConnectionState.CONNECTED:
+                self.state = ConnectionState.LINK_DOWN
+                self.emit(LinkLost(error.message))
+        elif (strategy is codes.Strategy.RESET_CONNECTION and handshake.done.is_set()
+              and session is self.session and self.is_connected()):
+            # The stream can no longer be trusted (a lost inbound message, a half-written
+            # request): drop the socket ourselves; the watchdog reconnects and reconciles.
+            assert self._nursery is not None
+            self._nursery.start_soon(self._lost, session, f"TWS error {error.code}: {error.message}")
+        elif strategy in (codes.Strategy.RESTORE_SUBSCRIPTIONS, codes.Strategy.RESUME):
+            if session is self.session and self.state is ConnectionState.LINK_DOWN:
+                self.state = ConnectionState.CONNECTED
+            if session is self.session and self.is_connected():
+                data_lost = strategy is codes.Strategy.RESTORE_SUBSCRIPTIONS
+                self.emit(LinkRestored(data_lost, error.message))
+
+    async def _session_ended(self, session: TwsSession, handshake: _Handshake, reason: str) -> None:
+        if not handshake.done.is_set():
+            handshake.fail(ConnectFailed(
+                f"TWS at {self.config.host}:{self.config.port} closed the connection during "
+                f"start-up ({reason})"))
+            return
+        if session is self.session and self.is_connected():
+            await self._lost(session, reason)
+
+    async def _lost(self, session: TwsSession, reason: str) -> None:
+        if session is not self.session:
+            return  # already dropped (two reasons raced)
+        log.warning("connection to TWS lost: %s", reason)
+        self.last_error = reason
+        await self._drop(session)
+        self.emit(ConnectionLost(reason))
+
+    async def _drop(self, session: TwsSession) -> None:
+        if self.session is session:
+            self.session = None
+            self.state = ConnectionState.DISCONNECTED
+            self.connected_since = None
+        with trio.CancelScope(shield=True):
+            await session.close()
+
+
+async def run_connection(
+    mailbox: object,
+    config: IBKRConfig,
+    emit: Emit,
+    *,
+    task_status: trio.TaskStatus[ConnectionActor] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The supervised actor: serve Connect/Disconnect/Send/... from *mailbox*.
+
+    A restart builds a fresh `ConnectionActor` (and so a fresh EClient); whether it then
+    reconnects is the watchdog's decision. On stop or crash the session is closed and its
+    threads are joined before this returns.
+    """
+    actor = ConnectionActor(config, emit)
+    async with trio.open_nursery() as nursery:
+        actor.attach(nursery)
+        try:
+            task_status.started(actor)
+            async for envelope in mailbox:  # type: ignore[attr-defined]
+                await _handle(actor, envelope)
+        finally:
+            await actor.shutdown()
+            nursery.cancel_scope.cancel()
+
+
+async def _handle(actor: ConnectionActor, envelope: object) -> None:
+    message = envelope.message  # type: ignore[attr-defined]
+    try:
+        if isinstance(message, Send):
+            await actor.send(message.request)
+            result: object = None
+        elif isinstance(message, Connect | EnsureConnected):
+            result = await actor.connect()
+        elif isinstance(message, Disconnect):
+            await actor.disconnect()
+            result = None
+        elif isinstance(message, IsConnected):
+            result = actor.is_connected()
+        elif isinstance(message, GetStatus):
+            result = actor.status()
+        elif isinstance(message, Abandon):
+            await actor.abandon(message.reason)
+            result = None
+        else:
+            raise TypeError(f"connection actor got an unknown message {message!r}")
+    except (ConnectFailed, NotConnected, TypeError) as exc:
+        envelope.fail(exc)  # type: ignore[attr-defined]
+        return
+    envelope.reply(result)  # type: ignore[attr-defined]

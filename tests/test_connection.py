@@ -1,0 +1,222 @@
+"""The connection actor against the simulator over real loopback sockets.
+
+Each test drives the unmodified ibapi EClient (inside our TwsSession) against the bundled
+simulator and checks what a user of the runtime would observe: the events emitted, the
+errors raised, and that no thread outlives the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+from helpers import Recorder, our_threads
+
+from ibkr_connector.actors.connection import (
+    ClientIdInUse,
+    ConnectionActor,
+    ConnectionEstablished,
+    ConnectionLost,
+    ConnectionRecovered,
+    ConnectionState,
+    ErrorOccurred,
+    LinkLost,
+    LinkRestored,
+)
+from ibkr_connector.config import IBKRConfig
+from ibkr_connector.protocol import events as ev
+from ibkr_connector.protocol.client import ConnectFailed, NotConnected
+from ibkr_connector.protocol.requests import ReqCurrentTime, ReqIds
+from ibkr_connector.simulator import SimulatorConfig, TwsSimulator, open_simulator
+
+
+@asynccontextmanager
+async def running_actor(
+    sim: TwsSimulator, **overrides: object
+) -> AsyncIterator[tuple[ConnectionActor, Recorder]]:
+    config = IBKRConfig(port=sim.port, **overrides)  # type: ignore[arg-type]
+    recorder = Recorder()
+    actor = ConnectionActor(config, recorder)
+    async with trio.open_nursery() as nursery:
+        actor.attach(nursery)
+        try:
+            yield actor, recorder
+        finally:
+            await actor.shutdown()
+            nursery.cancel_scope.cancel()
+
+
+async def test_handshake_negotiates_version_and_delivers_ids_and_accounts(
+    sim: TwsSimulator,
+) -> None:
+    async with running_actor(sim) as (actor, events):
+        status = await actor.connect()
+        established = await events.wait_for(ConnectionEstablished)
+    assert status.state is ConnectionState.CONNECTED
+    assert established.server_version == 200
+    assert established.accounts == sim.config.accounts
+    assert established.next_order_id == sim.config.first_order_id
+    assert established.connection_time
+
+
+@pytest.mark.parametrize("version", [176, 187, 200])
+async def test_lower_server_versions_still_connect(version: int) -> None:
+    async with open_simulator(SimulatorConfig(server_version=version)) as sim:
+        async with running_actor(sim) as (actor, events):
+            await actor.connect()
+            established = await events.wait_for(ConnectionEstablished)
+            await actor.send(ReqCurrentTime())
+            await events.wait_for(ev.CurrentTime)
+    assert established.server_version == version
+
+
+async def test_farm_notices_are_not_errors(sim: TwsSimulator) -> None:
+    async with running_actor(sim) as (actor, events):
+        await actor.connect()
+        notice = await events.wait_for(ErrorOccurred, lambda e: e.code == 2104)
+    assert not notice.info.is_error
+    assert actor.last_error is None
+
+
+async def test_current_time_round_trip(sim: TwsSimulator) -> None:
+    async with running_actor(sim) as (actor, events):
+        await actor.connect()
+        await actor.send(ReqCurrentTime())
+        reply = await events.wait_for(ev.CurrentTime)
+    assert reply.time > 1_600_000_000
+
+
+async def test_req_ids_answers_with_next_valid_id(sim: TwsSimulator) -> None:
+    async with running_actor(sim) as (actor, events):
+        await actor.connect()
+        before = len(events.events)
+        await actor.send(ReqIds(1))
+        again = await events.wait_for(ev.NextValidId, after=before)
+    assert again.order_id >= sim.config.first_order_id
+
+
+async def test_fifty_one_messages_in_a_second_get_error_100(sim: TwsSimulator) -> None:
+    async with running_actor(sim) as (actor, events):
+        await actor.connect()
+        for _ in range(51):  # straight to the wire, past the limiter on purpose
+            await actor.send(ReqCurrentTime())
+        error = await events.wait_for(ev.TwsError, lambda e: e.code == 100)
+    assert error.code == 100
+    assert sim.max_messages_in_window(1.0) >= 51
+
+
+async def test_duplicate_client_id_is_refused_with_326(sim: TwsSimulator) -> None:
+    async with running_actor(sim, client_id=5) as (first, _):
+        await first.connect()
+        async with running_actor(sim, client_id=5) as (second, events):
+            with pytest.raises(ClientIdInUse, match="326"):
+                await second.connect()
+            assert second.state is ConnectionState.DISCONNECTED
+            assert any(e.code == 326 for e in events.of(ErrorOccurred))
+
+
+async def test_client_id_in_use_can_move_to_the_next_id(sim: TwsSimulator) -> None:
+    async with running_actor(sim, client_id=5) as (first, _):
+        await first.connect()
+        async with running_actor(sim, client_id=5, client_id_retries=2) as (second, _):
+            status = await second.connect()
+    assert status.client_id == 6
+
+
+async def test_drop_emits_connection_lost_and_sends_fail_cleanly(sim: TwsSimulator) -> None:
+    async with running_actor(sim) as (actor, events):
+        await actor.connect()
+        await sim.drop_all()
+        lost = await events.wait_for(ConnectionLost)
+        assert not lost.requested
+        assert not actor.is_connected()
+        with pytest.raises(NotConnected):
+            await actor.send(ReqCurrentTime())
+
+
+async def test_refused_then_accepted_allows_reconnect(
+    sim: TwsSimulator, io_clock: trio.testing.MockClock
+) -> None:
+    async with running_actor(sim) as (actor, events):
+        await actor.connect()
+        await sim.refuse_for(5.0)
+        await events.wait_for(ConnectionLost)
+        with pytest.raises(ConnectFailed):
+            await actor.connect()
+        await trio.sleep(6.0)
+        await actor.connect()
+        recovered = await events.wait_for(ConnectionRecovered)
+    assert recovered.reconnects == 1
+
+
+async def test_malformed_frame_is_survived(sim: TwsSimulator) -> None:
+    async with running_actor(sim) as (actor, events):
+        await actor.connect()
+        await sim.send_malformed()
+        lost = await events.wait_for(ConnectionLost)
+        assert "malformed" in lost.reason
+        assert events.of(ev.MalformedMessage)
+        await actor.connect()  # the runtime is still here and can reconnect
+        await actor.send(ReqCurrentTime())
+        await events.wait_for(ev.CurrentTime)
+
+
+async def test_1100_then_1102_keeps_the_socket(sim: TwsSimulator) -> None:
+    async with running_actor(sim) as (actor, events):
+        await actor.connect()
+        await sim.send_error(1100, "Connectivity between IB and TWS has been lost.")
+        await events.wait_for(LinkLost)
+        assert actor.state is ConnectionState.LINK_DOWN
+        await sim.send_error(1102, "Connectivity restored - data maintained.")
+        restored = await events.wait_for(LinkRestored)
+        assert not restored.data_lost
+        assert actor.state is ConnectionState.CONNECTED
+        assert not events.of(ConnectionLost)
+        assert actor.reconnects == 0
+
+
+async def test_1101_reports_data_lost(sim: TwsSimulator) -> None:
+    async with running_actor(sim) as (actor, events):
+        await actor.connect()
+        await sim.send_error(1100, "lost")
+        await sim.send_error(1101, "Connectivity restored - data lost.")
+        restored = await events.wait_for(LinkRestored)
+    assert restored.data_lost
+
+
+async def test_connecting_to_a_closed_port_fails_with_a_clear_error() -> None:
+    async with open_simulator() as sim:
+        port = sim.port
+    recorder = Recorder()
+    actor = ConnectionActor(IBKRConfig(port=port), recorder)
+    async with trio.open_nursery() as nursery:
+        actor.attach(nursery)
+        with pytest.raises(ConnectFailed, match=str(port)):
+            await actor.connect()
+        await actor.shutdown()
+    assert any(e.code == 502 for e in recorder.of(ev.TwsError))
+
+
+async def test_no_thread_outlives_its_session(sim: TwsSimulator) -> None:
+    before = set(our_threads())
+    async with running_actor(sim) as (actor, events):
+        await actor.connect()
+        assert set(our_threads()) - before  # the session really runs threads
+        await sim.drop_all()
+        await events.wait_for(ConnectionLost)
+        await actor.connect()
+        await actor.disconnect()
+        await actor.connect()
+    assert set(our_threads()) - before == set()
+
+
+async def test_disconnect_is_reported_as_requested(sim: TwsSimulator) -> None:
+    async with running_actor(sim) as (actor, events):
+        await actor.connect()
+        await actor.disconnect()
+        lost = await events.wait_for(ConnectionLost)
+    assert lost.requested
+    assert not actor.wanted
