@@ -1,0 +1,282 @@
+"""The watchdog actor: notices a dead connection and brings it back.
+
+Two things kill a TWS connection silently enough to need a watchdog: the socket going away
+(TWS's daily restart, a crash, the network) and the session stalling while the socket stays
+open. The watchdog handles both:
+
+- it probes health with ``reqCurrentTime`` every ``health_check_interval``; a probe not
+  answered within ``request_timeout`` makes it abandon the session;
+- after an unrequested `ConnectionLost` it reconnects with exponential backoff and jitter
+  (2 s doubling to 60 s by default), resetting after a stable period;
+- inside the daily restart window a disconnect is expected: it is logged at INFO, no
+  `WatchdogAlarm` is raised, and attempts continue until TWS is back;
+- after a reconnect, or a 1101 (TWS's link restored but data lost), it publishes
+  `RestoreRequested` so every actor restores its subscriptions and state.
+
+It talks to the connection (Connect, Abandon) and the limiter (the probe) by their
+addresses, and listens to the bus.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import random
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from ..config import IBKRConfig
+from ..protocol import events as ev
+from ..protocol.client import ConnectFailed
+from ..protocol.requests import ReqCurrentTime
+from ..supervisor import ActorCrashed, Address, CallTimeout, Mailbox
+from .bus import EventBus
+from .connection import (
+    Abandon,
+    Connect,
+    ConnectionEstablished,
+    ConnectionLost,
+    ConnectionRecovered,
+    IsConnected,
+    LinkRestored,
+)
+from .limiter import Submit
+from .reconnect_policy import DailyRestartWindow, ReconnectBackoff
+
+__all__ = [
+    "GetWatchdogStatus",
+    "KeepConnected",
+    "ReconnectScheduled",
+    "RestoreRequested",
+    "WatchdogAlarm",
+    "WatchdogStatus",
+    "run_watchdog",
+]
+
+log = logging.getLogger(__name__)
+
+WallClock = Callable[[], datetime.datetime]
+
+
+@attrs.frozen
+class RestoreRequested:
+    """Every actor with server-side state (subscriptions, orders) must restore it now."""
+
+    reason: str
+
+
+@attrs.frozen
+class WatchdogAlarm:
+    """An unexpected loss of the connection (outside the daily restart window)."""
+
+    reason: str
+
+
+@attrs.frozen
+class ReconnectScheduled:
+    attempt: int
+    delay: float
+    expected: bool  # inside the daily restart window
+
+
+@attrs.frozen
+class KeepConnected:
+    """Cast: connect now, and keep reconnecting with backoff until connected.
+
+    What a service wants at start-up, when TWS may not be up yet."""
+
+
+@attrs.frozen
+class GetWatchdogStatus:
+    """Call: reply with `WatchdogStatus`."""
+
+
+@attrs.frozen
+class WatchdogStatus:
+    connected: bool
+    reconnecting: bool
+    attempts: int
+    probes_sent: int
+    probes_missed: int
+    alarms: int
+    last_probe_rtt: float | None
+
+
+def _local_now() -> datetime.datetime:
+    return datetime.datetime.now().astimezone()
+
+
+@attrs.define
+class _State:
+    connected: bool = False
+    reconnecting: bool = False
+    probes_sent: int = 0
+    probes_missed: int = 0
+    alarms: int = 0
+    last_probe_rtt: float | None = None
+    connect_now: bool = False
+    # Set when a reconnect is needed; only the reconnect loop replaces it (after a round),
+    # so the loop never waits on an event nobody will set.
+    lost: trio.Event = attrs.Factory(trio.Event)
+    up: trio.Event = attrs.Factory(trio.Event)
+    time_seen: trio.Event = attrs.Factory(trio.Event)
+
+
+async def run_watchdog(
+    mailbox: Mailbox,
+    *,
+    config: IBKRConfig,
+    connection: Address,
+    limiter: Address,
+    bus: EventBus,
+    wall_clock: WallClock = _local_now,
+    rng: random.Random | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    wd = config.watchdog
+    backoff = ReconnectBackoff(
+        initial=wd.reconnect_initial_delay,
+        maximum=wd.reconnect_max_delay,
+        multiplier=wd.reconnect_multiplier,
+        jitter=wd.reconnect_jitter,
+        stable_after=wd.stable_after,
+        rng=rng or random.Random(),
+    )
+    window = DailyRestartWindow(
+        start=wd.daily_restart_time,
+        duration=datetime.timedelta(seconds=wd.daily_restart_duration),
+        tz=wd.daily_restart_timezone,
+    )
+    state = _State()
+    subscription = bus.subscribe(
+        (ConnectionEstablished, ConnectionRecovered, ConnectionLost, LinkRestored,
+         ev.CurrentTime, ev.CurrentTimeInMillis),
+        capacity=10_000,
+    )
+    try:
+        if await connection.call(IsConnected(), timeout=5.0):
+            state.connected = True
+            state.up.set()
+            backoff.on_connected(trio.current_time())
+    except (ActorCrashed, CallTimeout):
+        pass
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_listen, subscription, state, backoff, window, wall_clock, bus)
+        nursery.start_soon(_reconnect_loop, state, backoff, window, wall_clock, connection,
+                           config, bus)
+        nursery.start_soon(_probe_loop, state, config, connection, limiter)
+        task_status.started()
+        try:
+            async for envelope in mailbox:
+                if isinstance(envelope.message, GetWatchdogStatus):
+                    envelope.reply(WatchdogStatus(
+                        connected=state.connected, reconnecting=state.reconnecting,
+                        attempts=backoff.attempts, probes_sent=state.probes_sent,
+                        probes_missed=state.probes_missed, alarms=state.alarms,
+                        last_probe_rtt=state.last_probe_rtt,
+                    ))
+                elif isinstance(envelope.message, KeepConnected):
+                    if not state.connected:
+                        state.connect_now = True
+                        state.lost.set()
+                else:
+                    envelope.fail(TypeError(f"watchdog got an unknown message {envelope.message!r}"))
+        finally:
+            subscription.close()
+            nursery.cancel_scope.cancel()
+
+
+async def _listen(
+    subscription: object, state: _State, backoff: ReconnectBackoff, window: DailyRestartWindow,
+    wall_clock: WallClock, bus: EventBus,
+) -> None:
+    async for event in subscription:  # type: ignore[attr-defined]
+        now = trio.current_time()
+        if isinstance(event, ConnectionEstablished | ConnectionRecovered):
+            state.connected = True
+            state.up.set()
+            backoff.on_connected(now)
+            if isinstance(event, ConnectionRecovered):
+                bus.publish(RestoreRequested("reconnected"))
+        elif isinstance(event, ConnectionLost):
+            state.connected = False
+            state.up = trio.Event()
+            backoff.on_lost(now)
+            if event.requested:
+                continue
+            if window.contains(wall_clock()):
+                log.info("TWS disconnected inside the daily restart window; reconnecting when it is back")
+            else:
+                state.alarms += 1
+                log.warning("connection to TWS lost: %s", event.reason)
+                bus.publish(WatchdogAlarm(event.reason))
+            state.lost.set()
+        elif isinstance(event, LinkRestored) and event.data_lost:
+            bus.publish(RestoreRequested("TWS restored its link to IB; market data was lost (1101)"))
+        elif isinstance(event, ev.CurrentTime | ev.CurrentTimeInMillis):
+            state.time_seen.set()
+
+
+async def _reconnect_loop(
+    state: _State, backoff: ReconnectBackoff, window: DailyRestartWindow, wall_clock: WallClock,
+    connection: Address, config: IBKRConfig, bus: EventBus,
+) -> None:
+    while True:
+        await state.lost.wait()
+        state.reconnecting = True
+        try:
+            while not state.connected:
+                delay = 0.0 if state.connect_now else backoff.next_delay()
+                state.connect_now = False
+                expected = window.contains(wall_clock())
+                bus.publish(ReconnectScheduled(backoff.attempts, delay, expected))
+                log.log(logging.INFO if expected else logging.WARNING,
+                        "reconnecting to TWS in %.1f s (attempt %d)", delay, backoff.attempts)
+                await trio.sleep(delay)
+                if state.connected:
+                    break
+                try:
+                    await connection.call(Connect(), timeout=config.connection_timeout + 5.0)
+                except (ConnectFailed, ActorCrashed, CallTimeout) as exc:
+                    log.log(logging.INFO if expected else logging.WARNING,
+                            "reconnect attempt failed: %s", exc)
+                    continue
+                # Connected: the ConnectionRecovered event will update the state; wait for it
+                # so the next iteration does not race the bus.
+                with trio.move_on_after(config.connection_timeout):
+                    await state.up.wait()
+        finally:
+            state.reconnecting = False
+        state.lost = trio.Event()
+
+
+async def _probe_loop(
+    state: _State, config: IBKRConfig, connection: Address, limiter: Address
+) -> None:
+    interval = config.watchdog.health_check_interval
+    while True:
+        await state.up.wait()
+        await trio.sleep(interval)
+        if not state.connected:
+            continue
+        state.time_seen = trio.Event()
+        sent_at = trio.current_time()
+        state.probes_sent += 1
+        answered = False
+        with trio.move_on_after(config.request_timeout):
+            try:
+                await limiter.call(Submit(ReqCurrentTime()), timeout=config.request_timeout)
+            except (ActorCrashed, CallTimeout, ConnectFailed):
+                pass
+            else:
+                await state.time_seen.wait()
+                answered = True
+        if answered:
+            state.last_probe_rtt = trio.current_time() - sent_at
+        elif state.connected:
+            state.probes_missed += 1
+            log.warning("health probe unanswered for %.0f s; abandoning the session",
+                        config.request_timeout)
+            await connection.cast(Abandon("health probe unanswered"))
