@@ -1,0 +1,64 @@
+"""OTP-style supervision trees for Trio.
+
+Children (workers or nested supervisors) are started in order, watched, restarted per
+their restart type and their supervisor's strategy, within a restart intensity past
+which the supervisor gives up and escalates to its parent. Each worker's mailbox is
+owned by the tree, so restarts keep queued messages and addresses stay valid.
+
+This package is self-contained: it depends on trio and attrs only, and knows nothing
+of Interactive Brokers. See docs/supervision.md for the semantics beside OTP's.
+"""
+
+from ._errors import (
+    ActorCrashed,
+    ActorNotRunning,
+    CallTimeout,
+    FailedStart,
+    MailboxFull,
+    SupervisorError,
+    SupervisorEscalation,
+    UnknownChild,
+)
+from ._events import ChildInfo, ChildState, SupervisionEvent, SupervisionEventKind
+from ._mailbox import Address, Envelope, Mailbox, Registry
+from ._policy import RestartIntensity, backoff_delay
+from ._spec import (
+    DEFAULT_MAX_RESTARTS,
+    DEFAULT_MAX_SECONDS,
+    Backoff,
+    ChildSpec,
+    Restart,
+    Strategy,
+    SupervisorSpec,
+)
+from ._supervisor import Supervisor, open_supervisor
+
+__all__ = [
+    "DEFAULT_MAX_RESTARTS",
+    "DEFAULT_MAX_SECONDS",
+    "ActorCrashed",
+    "ActorNotRunning",
+    "Address",
+    "Backoff",
+    "CallTimeout",
+    "ChildInfo",
+    "ChildSpec",
+    "ChildState",
+    "Envelope",
+    "FailedStart",
+    "Mailbox",
+    "MailboxFull",
+    "Registry",
+    "Restart",
+    "RestartIntensity",
+    "Strategy",
+    "SupervisionEvent",
+    "SupervisionEventKind",
+    "Supervisor",
+    "SupervisorError",
+    "SupervisorEscalation",
+    "SupervisorSpec",
+    "UnknownChild",
+    "backoff_delay",
+    "open_supervisor",
+]

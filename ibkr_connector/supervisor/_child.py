@@ -1,0 +1,194 @@
+"""One child of a supervisor: its lasting record and the task of each incarnation.
+
+A :class:`ChildRecord` lives as long as the child is in the tree (across restarts and
+across restarts of its supervisor): state, counters, the mailbox core, and the current
+:class:`Incarnation`, if any. :func:`run_incarnation` is the task body that wraps one
+call of the start function: it turns every way the call can end into an outcome for
+the supervisor, so a child's exception never escapes into the supervisor's nursery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Literal
+
+import trio
+
+from ._errors import FailedStart
+from ._events import ChildInfo, ChildState
+from ._mailbox import Mailbox, _MailboxCore
+from ._policy import ExitKind
+from ._spec import ChildSpec, SupervisorSpec
+
+if TYPE_CHECKING:
+    from ._node import SupervisorNode
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` of an error; exception groups are described by their leaves.
+
+    A child's failure usually arrives wrapped in the group of its own nursery; the
+    operator wants the error inside, not "Exceptions from Trio nursery".
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = [describe_error(leaf) for leaf in exc.exceptions]
+        return leaves[0] if len(leaves) == 1 else f"{len(leaves)} errors: " + "; ".join(leaves)
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Incarnation:
+    """One run of a child's start function, from launch to exit."""
+
+    __slots__ = ("kill_scope", "stop_requested", "stop_final", "ready", "settled", "done",
+                 "kind", "error", "started_at", "handled", "mailbox")
+
+    def __init__(self, mailbox_core: _MailboxCore | None) -> None:
+        # Made here, entered by the task: a kill before the task first runs still works.
+        self.kill_scope = trio.CancelScope()
+        self.stop_requested = trio.Event()
+        self.stop_final = True  # for supervisors: stop for good (True) or for a restart
+        self.ready = False
+        self.settled = trio.Event()  # ready, or ended before that
+        self.done = trio.Event()
+        self.kind: ExitKind | None = None  # None: still running, or torn down from outside
+        self.error: BaseException | None = None
+        self.started_at: float | None = None
+        self.handled = False  # the supervisor has accounted for this exit already
+        self.mailbox = (
+            None if mailbox_core is None else Mailbox(mailbox_core, self.stop_requested)
+        )
+
+    def request_stop(self, final: bool) -> None:
+        self.stop_final = final
+        self.stop_requested.set()
+        if self.mailbox is not None:
+            self.mailbox._wake_receivers()
+
+    def reason(self, stopping: bool) -> str:
+        if self.kind is ExitKind.RAISED and self.error is not None:
+            return describe_error(self.error)
+        if self.kind is ExitKind.FAILED_START:
+            return "returned before task_status.started()"
+        if self.kind is ExitKind.KILLED:
+            return "killed (shutdown timeout)"
+        if self.kind is ExitKind.RETURNED:
+            return "shutdown" if stopping else "normal"
+        return "cancelled"
+
+
+class ReadyStatus:
+    """The ``task_status`` a start function receives (duck-types ``trio.TaskStatus``)."""
+
+    __slots__ = ("_incarnation",)
+
+    def __init__(self, incarnation: Incarnation) -> None:
+        self._incarnation = incarnation
+
+    def started(self, value: object = None) -> None:
+        inc = self._incarnation
+        if inc.ready:
+            raise RuntimeError("called 'started' twice on the same task status")
+        inc.ready = True
+        inc.started_at = trio.current_time()
+        inc.settled.set()
+
+
+class ChildRecord:
+    """Everything the tree knows about one child, kept across its incarnations."""
+
+    __slots__ = ("spec", "parent", "children", "core", "state", "restarts", "last_error",
+                 "launched", "incarnation", "node", "due_at", "terminated", "backoff_attempt")
+
+    def __init__(
+        self,
+        spec: ChildSpec | SupervisorSpec,
+        parent: ChildRecord | None,
+        core: _MailboxCore | None,
+    ) -> None:
+        self.spec = spec
+        self.parent = parent
+        self.children: list[ChildRecord] = []
+        self.core = core
+        self.state = ChildState.STARTING
+        self.restarts = 0
+        self.last_error: str | None = None
+        self.launched = False
+        self.incarnation: Incarnation | None = None
+        self.node: SupervisorNode | None = None  # the running node, for supervisors
+        self.due_at: float | None = None  # when a pending (re)start may happen
+        # Sticky STOPPED: terminated by an operator, or a temporary child that ended.
+        # Such a child is started again only by an operator, never by a restart.
+        self.terminated = False
+        self.backoff_attempt = 0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> Literal["worker", "supervisor"]:
+        return "supervisor" if isinstance(self.spec, SupervisorSpec) else "worker"
+
+    def walk(self) -> list[ChildRecord]:
+        """This record and every descendant, parents before children."""
+        found = [self]
+        for child in self.children:
+            found.extend(child.walk())
+        return found
+
+    def info(self, now: float) -> ChildInfo:
+        inc = self.incarnation
+        uptime = None
+        if self.state is ChildState.RUNNING and inc is not None and inc.started_at is not None:
+            uptime = now - inc.started_at
+        return ChildInfo(
+            name=self.name,
+            kind=self.kind,
+            state=self.state,
+            restarts=self.restarts,
+            last_error=self.last_error,
+            uptime=uptime,
+            mailbox_depth=0 if self.core is None else self.core.depth,
+            children=tuple(child.info(now) for child in self.children),
+        )
+
+
+async def run_incarnation(
+    child: ChildRecord,
+    inc: Incarnation,
+    start: Callable[..., Awaitable[None]],
+    argument: object,
+    on_exit: Callable[[ChildRecord, Incarnation], None],
+) -> None:
+    """Run ``await start(argument, task_status=...)`` and report how it ended.
+
+    Exceptions (including groups of them) become the outcome. Cancellation by the
+    incarnation's own kill scope is a KILLED outcome; cancellation from outside (the
+    whole supervisor being torn down) propagates, with the incarnation still marked
+    done so nobody waits on it forever.
+    """
+    try:
+        with inc.kill_scope:
+            await start(argument, task_status=ReadyStatus(inc))
+        if inc.kill_scope.cancelled_caught:
+            inc.kind = ExitKind.KILLED
+        elif inc.ready:
+            inc.kind = ExitKind.RETURNED
+        else:
+            inc.kind = ExitKind.FAILED_START
+            inc.error = FailedStart(child.name)
+    except Exception as exc:
+        inc.kind = ExitKind.RAISED
+        inc.error = exc
+    finally:
+        if inc.mailbox is not None:
+            crash = inc.error if inc.kind is ExitKind.RAISED else None
+            inc.mailbox._release(
+                child.name,
+                None if crash is None else describe_error(crash),
+                inc.reason(inc.stop_requested.is_set()),
+            )
+        inc.settled.set()
+        inc.done.set()
+        on_exit(child, inc)

@@ -1,0 +1,102 @@
+"""What a tree reports about itself: child snapshots and the supervision event stream.
+
+``ChildInfo`` is a point-in-time snapshot (the operator endpoint's ``tree`` command);
+``SupervisionEvent`` is the history (tests and operators subscribe). Publishing never
+blocks the supervisor: a subscriber that falls behind loses its *oldest* events (the
+recent ones say what the tree looks like now) and the loss is counted.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+import attrs
+import trio
+
+
+class ChildState(enum.Enum):
+    STARTING = "starting"  # first start pending or in progress
+    RUNNING = "running"  # reported started and not exited
+    RESTARTING = "restarting"  # waiting for (or in) a restart
+    STOPPED = "stopped"  # not running and not going to be restarted on its own
+
+
+class SupervisionEventKind(enum.Enum):
+    STARTED = "started"  # an incarnation reported ready (first start or restart)
+    EXITED = "exited"  # an incarnation ended; reason says how
+    RESTARTED = "restarted"  # a restart was decided; reason says why and the delay
+    TERMINATED = "terminated"  # the child is now STOPPED
+    ESCALATED = "escalated"  # a supervisor exceeded its intensity and gave up
+
+
+@attrs.frozen
+class SupervisionEvent:
+    kind: SupervisionEventKind
+    supervisor: str  # the supervisor that owns ``child``
+    child: str
+    reason: str
+    at: float  # trio.current_time()
+
+
+@attrs.frozen
+class ChildInfo:
+    name: str
+    kind: Literal["worker", "supervisor"]
+    state: ChildState
+    restarts: int  # incarnations started after the first
+    last_error: str | None
+    uptime: float | None  # seconds since the running incarnation reported started
+    mailbox_depth: int
+    children: tuple[ChildInfo, ...] = ()
+
+
+class EventBus:
+    """Fan-out of supervision events to subscribers; never blocks the publisher."""
+
+    __slots__ = ("_subscribers", "dropped", "_closed")
+
+    def __init__(self) -> None:
+        self._subscribers: list[
+            tuple[
+                trio.MemorySendChannel[SupervisionEvent],
+                trio.MemoryReceiveChannel[SupervisionEvent],
+            ]
+        ] = []
+        self.dropped = 0  # events discarded from full subscribers, in total
+        self._closed = False
+
+    def subscribe(self, capacity: int) -> trio.MemoryReceiveChannel[SupervisionEvent]:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        send, recv = trio.open_memory_channel[SupervisionEvent](capacity)
+        if self._closed:
+            send.close()
+        else:
+            self._subscribers.append((send, recv))
+        return recv
+
+    def publish(self, event: SupervisionEvent) -> None:
+        gone = []
+        for pair in self._subscribers:
+            send, recv = pair
+            try:
+                try:
+                    send.send_nowait(event)
+                except trio.WouldBlock:
+                    # Full: drop the oldest (a full buffer means nobody waits in receive).
+                    recv.receive_nowait()
+                    self.dropped += 1
+                    send.send_nowait(event)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock):
+                gone.append(pair)
+        for pair in gone:
+            pair[0].close()
+            self._subscribers.remove(pair)
+
+    def close(self) -> None:
+        """End every subscription (their ``async for`` finishes) when the tree ends."""
+        self._closed = True
+        for send, _recv in self._subscribers:
+            send.close()
+        self._subscribers.clear()

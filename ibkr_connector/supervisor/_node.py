@@ -1,0 +1,407 @@
+"""One running supervisor: a control loop that starts, watches and restarts its children.
+
+Every change to a supervisor's children happens in its single control-loop task, in
+the order events arrive (an exit, an operator command, a backoff timer, a stop
+request), like an OTP supervisor's mailbox. Children run as tasks in the supervisor's
+nursery, wrapped by ``run_incarnation`` so that their exits arrive as messages, never
+as exceptions. The loop is only ever blocked by a child's start (until it reports
+started; a stop request interrupts that) and by graceful stops (bounded by shutdown
+timeouts). Past its restart intensity, a supervisor stops its children in reverse order
+and raises ``SupervisorEscalation`` to its parent.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+import trio
+
+from ._child import ChildRecord, Incarnation, ReadyStatus, describe_error, run_incarnation
+from ._errors import ActorCrashed, ActorNotRunning, SupervisorEscalation, UnknownChild
+from ._events import ChildState, SupervisionEventKind
+from ._policy import ABNORMAL, RestartIntensity, backoff_delay, next_attempt, should_restart
+from ._spec import ChildSpec, Restart, Strategy, SupervisorSpec
+
+if TYPE_CHECKING:
+    from ._tree import Tree
+
+Kind = SupervisionEventKind
+Operation = Literal["restart", "terminate", "start", "add", "delete"]
+
+
+@attrs.define(eq=False)
+class Command:
+    """An operator request, answered through ``done`` / ``error``."""
+
+    op: Operation
+    target: ChildRecord | None
+    spec: ChildSpec | SupervisorSpec | None = None
+    done: trio.Event = attrs.field(factory=trio.Event)
+    error: BaseException | None = None
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.error = error
+        self.done.set()
+
+
+@attrs.frozen(eq=False)
+class _Exited:
+    child: ChildRecord
+    incarnation: Incarnation
+
+
+class _Signal:
+    """Stop request and backoff wake-up, as inbox items."""
+
+
+_STOP = _Signal()
+_WAKE = _Signal()
+
+_Item = _Exited | Command | _Signal
+
+
+class _GiveUp(Exception):
+    """Internal: intensity exceeded while handling ``child``'s exit."""
+
+    def __init__(self, child: ChildRecord, last_error: str, error: BaseException | None):
+        super().__init__(last_error)
+        self.child = child
+        self.last_error = last_error
+        self.error = error
+
+
+class SupervisorNode:
+    """The live part of one supervisor incarnation (its record outlives it)."""
+
+    def __init__(self, tree: Tree, record: ChildRecord) -> None:
+        assert isinstance(record.spec, SupervisorSpec)
+        self.spec: SupervisorSpec = record.spec
+        self.record = record
+        self._tree = tree
+        self._intensity = RestartIntensity(self.spec.max_restarts, self.spec.max_seconds)
+        self._send, self._inbox = trio.open_memory_channel[_Item](math.inf)
+        self._nursery: trio.Nursery | None = None
+        self._stopping = False
+        self._start_scope: trio.CancelScope | None = None
+        self._timers: set[float] = set()
+        self.accepting = True
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    async def run(self, inc: Incarnation, *, task_status: ReadyStatus) -> None:
+        """Start the children in order, report started, supervise until asked to stop.
+
+        On a stop request the children are stopped in reverse order (for good, or, if the
+        parent is restarting this supervisor, left RESTARTING so their mailboxes keep
+        accepting). Raises ``SupervisorEscalation`` after stopping them if the restart
+        intensity is exceeded.
+        """
+        give_up: _GiveUp | None = None
+        self.record.node = self
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._watch_stop, inc)
+                try:
+                    self._plan_all()
+                    await self._start_due()
+                    if not self._stopping:
+                        task_status.started()
+                        await self._serve()
+                except _GiveUp as exc:
+                    give_up = exc
+                finally:
+                    self.accepting = False
+                    self._fail_commands()
+                    await self._stop_all(final=give_up is None and inc.stop_final)
+                    self._fail_commands()
+                    nursery.cancel_scope.cancel()
+        finally:
+            if self.record.node is self:
+                self.record.node = None
+        if give_up is not None:
+            self._tree.emit(Kind.ESCALATED, self.name, give_up.child.name, give_up.last_error)
+            raise SupervisorEscalation(
+                self.name,
+                give_up.child.name,
+                give_up.last_error,
+                max_restarts=self.spec.max_restarts,
+                max_seconds=self.spec.max_seconds,
+            ) from give_up.error
+
+    async def submit(self, command: Command) -> None:
+        """Queue an operator command and wait for the loop to carry it out.
+
+        Runs to completion even if the caller is cancelled meanwhile.
+        """
+        if not self.accepting:
+            raise ActorNotRunning(self.name, "the supervisor is not running")
+        self._send.send_nowait(command)
+        await command.done.wait()
+        if command.error is not None:
+            raise command.error
+
+    async def _watch_stop(self, inc: Incarnation) -> None:
+        await inc.stop_requested.wait()
+        self._stopping = True
+        self._send.send_nowait(_STOP)
+        if self._start_scope is not None:
+            self._start_scope.cancel()
+
+    async def _serve(self) -> None:
+        while not self._stopping:
+            item = await self._inbox.receive()
+            if isinstance(item, _Exited):
+                await self._on_exit(item.child, item.incarnation)
+            elif isinstance(item, Command):
+                await self._run_command(item)
+            await self._start_due()
+
+    def _notify_exit(self, child: ChildRecord, inc: Incarnation) -> None:
+        if not inc.handled:
+            self._send.send_nowait(_Exited(child, inc))
+
+    def _fail_commands(self) -> None:
+        while True:
+            try:
+                item = self._inbox.receive_nowait()
+            except trio.WouldBlock:
+                return
+            if isinstance(item, Command):
+                item.finish(ActorNotRunning(self.name, "the supervisor is shutting down"))
+
+    # -- starting ----------------------------------------------------------------------
+
+    def _plan_all(self) -> None:
+        now = trio.current_time()
+        for child in self.record.children:
+            if child.terminated:
+                continue
+            child.due_at = now
+            child.state = ChildState.RESTARTING if child.launched else ChildState.STARTING
+
+    def _next_due(self, now: float) -> tuple[ChildRecord | None, float | None]:
+        """The next child to start now, else when to look again.
+
+        Under one_for_all and rest_for_one a child never starts while an earlier sibling
+        still waits to start: later children may depend on earlier ones.
+        """
+        wake: float | None = None
+        for child in self.record.children:
+            if child.due_at is None:
+                continue
+            if child.due_at <= now:
+                return child, None
+            wake = child.due_at if wake is None else min(wake, child.due_at)
+            if self.spec.strategy is not Strategy.ONE_FOR_ONE:
+                break
+        return None, wake
+
+    async def _start_due(self) -> None:
+        while not self._stopping:
+            child, wake = self._next_due(trio.current_time())
+            if child is None:
+                if wake is not None and wake not in self._timers:
+                    self._timers.add(wake)
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._timer, wake)
+                return
+            failed = await self._launch(child)
+            if failed is not None:
+                await self._on_exit(child, failed)
+
+    async def _timer(self, at: float) -> None:
+        await trio.sleep_until(at)
+        self._timers.discard(at)
+        self._send.send_nowait(_WAKE)
+
+    async def _launch(self, child: ChildRecord) -> Incarnation | None:
+        """Start one incarnation and wait until it reports started.
+
+        Returns the incarnation if it ended before reporting started (a failed start),
+        else None (started, or the wait was interrupted by a stop request).
+        """
+        child.due_at = None
+        child.state = ChildState.RESTARTING if child.launched else ChildState.STARTING
+        if child.launched:
+            child.restarts += 1
+        child.launched = True
+        if child.core is not None:
+            child.core.reopen()
+        inc = Incarnation(child.core)
+        child.incarnation = inc
+        start, argument = self._entry(child, inc)
+        assert self._nursery is not None
+        self._nursery.start_soon(run_incarnation, child, inc, start, argument, self._notify_exit)
+        scope = self._start_scope = trio.CancelScope()
+        if self._stopping:
+            scope.cancel()
+        try:
+            with scope:
+                await inc.settled.wait()
+        finally:
+            self._start_scope = None
+        if inc.ready:
+            child.state = ChildState.RUNNING
+            self._tree.emit(Kind.STARTED, self.name, child.name, "")
+            return None
+        return inc if inc.done.is_set() else None
+
+    def _entry(
+        self, child: ChildRecord, inc: Incarnation
+    ) -> tuple[Callable[..., Awaitable[None]], object]:
+        if isinstance(child.spec, SupervisorSpec):
+            return SupervisorNode(self._tree, child).run, inc
+        return child.spec.start, inc.mailbox
+
+    # -- exits and restarts --------------------------------------------------------------
+
+    def _account(self, child: ChildRecord, inc: Incarnation, *, stopping: bool) -> str:
+        """Record how an incarnation ended (last_error, EXITED event); return the reason."""
+        inc.handled = True
+        if child.incarnation is inc:
+            child.incarnation = None
+        # Not RUNNING any more; the caller decides between RESTARTING and STOPPED.
+        child.state = ChildState.RESTARTING
+        reason = inc.reason(stopping)
+        if inc.kind in ABNORMAL and inc.error is not None:
+            child.last_error = describe_error(inc.error)
+        self._tree.emit(Kind.EXITED, self.name, child.name, reason)
+        return reason
+
+    async def _on_exit(self, child: ChildRecord, inc: Incarnation) -> None:
+        """A child ended on its own: restart it (and siblings) per spec, or give up."""
+        if inc.handled or child.incarnation is not inc:
+            return  # already accounted for by a stop we made
+        reason = self._account(child, inc, stopping=False)
+        if inc.kind is None or not should_restart(child.spec.restart, inc.kind):
+            child.terminated = child.spec.restart is Restart.TEMPORARY
+            self._tree.mark_stopped(child, f"not restarted ({child.spec.restart.value}): "
+                                           f"{reason}")
+            return
+        now = trio.current_time()
+        if not self._intensity.record(now):
+            raise _GiveUp(child, reason, inc.error)
+        delay = self._backoff(child, inc, now)
+        group = self._group(child)
+        for sibling in reversed(group):
+            if sibling is not child and sibling.incarnation is not None:
+                temporary = sibling.spec.restart is Restart.TEMPORARY
+                await self._stop_child(sibling, final=temporary)
+        why = f"{self.spec.strategy.value} after {child.name!r} exited ({reason})"
+        for member in group:
+            if member is not child and member.spec.restart is Restart.TEMPORARY:
+                member.terminated = True
+                self._tree.mark_stopped(member, f"temporary, not restarted: {why}")
+                continue
+            due = now + delay
+            member.due_at = due if member.due_at is None else max(member.due_at, due)
+            member.state = ChildState.RESTARTING
+            self._tree.emit(Kind.RESTARTED, self.name, member.name, f"{why}; delay {delay:.3f} s")
+
+    def _group(self, child: ChildRecord) -> list[ChildRecord]:
+        """The children restarted together with ``child``, in start order."""
+        children = self.record.children
+        if self.spec.strategy is Strategy.ONE_FOR_ONE:
+            return [child]
+        if self.spec.strategy is Strategy.REST_FOR_ONE:
+            children = children[children.index(child):]
+        return [c for c in children if c is child or not c.terminated]
+
+    def _backoff(self, child: ChildRecord, inc: Incarnation, now: float) -> float:
+        backoff = self.spec.backoff
+        if backoff is None:
+            return 0.0
+        uptime = None if inc.started_at is None else now - inc.started_at
+        attempt = next_attempt(backoff, child.backoff_attempt, uptime)
+        child.backoff_attempt = attempt + 1
+        return backoff_delay(backoff, attempt, random.random())
+
+    # -- stopping ------------------------------------------------------------------------
+
+    async def _stop_child(self, child: ChildRecord, *, final: bool) -> None:
+        """Stop the running incarnation gracefully, then hard; cancel a pending start."""
+        child.due_at = None
+        inc = child.incarnation
+        if inc is None:
+            return
+        if not inc.handled:
+            inc.handled = True
+            if not inc.done.is_set():
+                timeout = child.spec.shutdown_timeout
+                if timeout > 0:
+                    inc.request_stop(final)
+                    with trio.move_on_after(timeout):
+                        await inc.done.wait()
+                if not inc.done.is_set():
+                    inc.kill_scope.cancel()
+                    await inc.done.wait()
+            self._account(child, inc, stopping=True)
+        child.incarnation = None
+
+    async def _stop_all(self, *, final: bool) -> None:
+        for child in reversed(self.record.children):
+            await self._stop_child(child, final=final)
+            if final:
+                self._tree.mark_stopped(child, "supervisor shutdown")
+            elif child.state is not ChildState.STOPPED:
+                child.state = ChildState.RESTARTING
+
+    # -- operator commands ---------------------------------------------------------------
+
+    async def _run_command(self, command: Command) -> None:
+        try:
+            await self._execute(command)
+        except Exception as exc:
+            command.finish(exc)
+        else:
+            command.finish()
+
+    async def _execute(self, command: Command) -> None:
+        if command.op == "add":
+            assert command.spec is not None
+            added = self._tree.adopt(command.spec, self.record)
+            self.record.children.append(added)
+            try:
+                await self._operator_start(added, "added")
+            except ActorCrashed:
+                self.record.children.remove(added)
+                self._tree.forget(added)
+                raise
+            return
+        child = command.target
+        if child is None or child not in self.record.children:
+            raise UnknownChild("<deleted>" if child is None else child.name)
+        if command.op == "restart":
+            await self._stop_child(child, final=False)
+            self._tree.emit(Kind.RESTARTED, self.name, child.name, "requested by operator")
+            await self._operator_start(child, "restart")
+        elif command.op == "start":
+            if child.state is ChildState.STOPPED and child.incarnation is None:
+                await self._operator_start(child, "start")
+        else:  # terminate or delete: both stop for good first
+            child.terminated = True
+            await self._stop_child(child, final=True)
+            self._tree.mark_stopped(child, f"{command.op}d by operator")
+            if command.op == "delete":
+                self.record.children.remove(child)
+                self._tree.forget(child)
+
+    async def _operator_start(self, child: ChildRecord, what: str) -> None:
+        """Start on an operator's behalf; a failed start is reported, not retried."""
+        child.terminated = False
+        failed = await self._launch(child)
+        if failed is None:
+            return
+        reason = self._account(child, failed, stopping=False)
+        child.terminated = True
+        self._tree.mark_stopped(child, f"operator {what} failed: {reason}")
+        raise ActorCrashed(child.name, reason) from failed.error
