@@ -1,0 +1,649 @@
+"""The operator's control endpoint: a private Unix socket speaking JSON lines.
+
+It is the one way into a running service from outside the process: ``ibkr-connector tree
+| status | stats | restart | stop | start`` are thin clients of it (:func:`control_request`).
+In the tree it is the ``control`` actor (:func:`run_control`); what it drives is a
+:class:`ControlTarget` (the ``Runtime``), so this module knows nothing of IB.
+
+Wire: one JSON object per line each way. ``{"cmd": "tree"}`` or ``{"cmd": "restart",
+"actor": "watchdog"}`` in; ``{"ok": true, "result": ...}`` or ``{"ok": false, "error":
+"unknown actor 'foo' ..."}`` out. A line longer than :data:`MAX_LINE` gets an error and
+the connection is closed (there is no way to resynchronise inside an oversized line).
+
+Who may talk to it: the socket file is mode 0600 (set between ``bind`` and ``listen``: no
+``connect`` can succeed before ``listen``, so there is no window, and no process-wide umask
+change racing the threads that create files), and every peer's uid is checked with
+``SO_PEERCRED``; another uid gets an error line and is disconnected. Only the server
+process's own user gets in, whatever the directory's permissions.
+
+Robustness: each connection is its own task, and whatever one client sends or fails to
+read ends at most its own connection; an exception from the target becomes an error reply.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import functools
+import json
+import logging
+import math
+import os
+import socket
+import stat
+import struct
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import attrs
+import trio
+
+from ..supervisor import ChildInfo, Mailbox, SupervisorError, UnknownChild
+
+__all__ = [
+    "COMMANDS", "MAX_LINE", "BadRequest", "ControlError", "ControlRequest", "ControlTarget",
+    "ControlTimeout", "ControlUnavailable", "LineBuffer", "PeerCredentials",
+    "control_request", "default_control_path", "format_tree", "format_uptime",
+    "parse_request", "peer_credentials", "run_control", "serve_control", "to_jsonable",
+    "tree_to_dict",
+]
+
+log = logging.getLogger(__name__)
+
+#: Longest request line accepted, newline excluded.
+MAX_LINE: Final = 64 * 1024
+#: A connection silent this long (or not reading its replies) is closed.
+DEFAULT_IDLE_TIMEOUT: Final = 300.0
+COMMANDS: Final = ("tree", "status", "stats", "restart", "stop", "start")
+_ACTOR_COMMANDS: Final = frozenset({"restart", "stop", "start"})
+_MAX_REPLY: Final = 16 * 1024 * 1024  # what the client accepts; a tree is a few KiB
+_RECEIVE_SIZE: Final = 16 * 1024
+_BACKLOG: Final = 16
+_FALLBACK_BASE = Path("/tmp")  # where the socket lives when there is no XDG_RUNTIME_DIR
+
+
+class ControlError(Exception):
+    """The control endpoint cannot be served or its reply is unusable; names the path."""
+
+
+class ControlUnavailable(ControlError):
+    """Nothing alive answers on the control socket (not running, stale file, wrong user)."""
+
+
+class ControlTimeout(ControlUnavailable, TimeoutError):
+    """The runtime accepted the connection but did not reply in time."""
+
+
+class ControlTarget(Protocol):
+    """What the endpoint drives; the ``Runtime`` implements it.
+
+    The actor commands raise ``UnknownChild`` for names not in the tree; any other
+    ``SupervisorError`` or ``ValueError`` is shown to the operator as it is.
+    """
+
+    def tree(self) -> ChildInfo:
+        """A snapshot of the whole supervision tree, the root first."""
+
+    async def status(self) -> Mapping[str, object]:
+        """Connection state, server version, accounts, reconnects, request rate."""
+
+    async def stats(self) -> Mapping[str, object]:
+        """Counters and rates; anything ``to_jsonable`` can encode."""
+
+    async def restart(self, actor: str) -> None:
+        """Stop the actor gracefully and start it again."""
+
+    async def stop(self, actor: str) -> None:
+        """Stop the actor for good (until ``start``)."""
+
+    async def start(self, actor: str) -> None:
+        """Start a stopped actor."""
+
+
+# -- where the socket lives --------------------------------------------------------------
+
+
+def default_control_path() -> Path:
+    """``$XDG_RUNTIME_DIR/ibkr-connector/control.sock``, else ``/tmp/ibkr-connector-<uid>/...``.
+
+    The directory is created mode 0700. It must be a real directory owned by this user:
+    in a shared ``/tmp`` anyone could have made it first, so a foreign or symlinked one
+    is refused (``ControlError``) rather than used, by the server and the client alike.
+    """
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime_dir and os.path.isabs(runtime_dir):  # the XDG spec ignores relative paths
+        directory = Path(runtime_dir) / "ibkr-connector"
+    else:
+        directory = _FALLBACK_BASE / f"ibkr-connector-{os.getuid()}"
+    _ensure_directory(directory, private=True)
+    return directory / "control.sock"
+
+
+def _ensure_directory(directory: Path, *, private: bool) -> None:
+    try:
+        directory.mkdir(mode=0o700, parents=True)
+        created = True
+    except FileExistsError:
+        created = False
+    except OSError as exc:
+        raise ControlError(f"cannot create {directory} for the control socket: {exc}") from exc
+    if created:
+        os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
+    if not private:
+        return
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode):
+        raise ControlError(f"{directory} is not a directory (a symlink?); refusing to use it "
+                           "for the control socket")
+    if info.st_uid != os.getuid():
+        raise ControlError(f"{directory} belongs to uid {info.st_uid}, not to uid "
+                           f"{os.getuid()}; refusing to use it for the control socket")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(directory, 0o700)
+
+
+# -- peer credentials ----------------------------------------------------------------------
+
+
+@attrs.frozen
+class PeerCredentials:
+    pid: int | None
+    uid: int
+    gid: int | None
+
+
+_UCRED: Final = struct.Struct("=iII")  # Linux struct ucred: pid_t pid; uid_t uid; gid_t gid
+
+
+def peer_credentials(sock: trio.socket.SocketType) -> PeerCredentials:
+    """Who is at the other end of a connected Unix socket, as the kernel recorded at connect.
+
+    Linux: ``SO_PEERCRED``. macOS and the BSDs: ``LOCAL_PEERCRED`` (``struct xucred``: no
+    pid). Raises ``OSError`` where neither exists; the endpoint then refuses every peer.
+    """
+    if hasattr(socket, "SO_PEERCRED"):
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+        pid, uid, gid = _UCRED.unpack(raw)
+        return PeerCredentials(pid, uid, gid)
+    local_peercred = getattr(socket, "LOCAL_PEERCRED", None)
+    if local_peercred is not None:
+        # struct xucred { u_int cr_version; uid_t cr_uid; short cr_ngroups; gid_t cr_groups[16]; }
+        raw = sock.getsockopt(0, local_peercred, 76)  # level SOL_LOCAL = 0
+        _version, uid = struct.unpack_from("=II", raw)
+        (gid,) = struct.unpack_from("=I", raw, 12)
+        return PeerCredentials(None, uid, gid)
+    raise OSError("this platform offers no way to read a Unix socket peer's credentials")
+
+
+# -- the protocol, sans I/O ------------------------------------------------------------------
+
+
+class LineBuffer:
+    """Splits a byte stream into lines of at most ``limit`` bytes (newline excluded).
+
+    After an oversized line, ``overflowed`` is set and nothing further is returned: the
+    complete lines before it are still answered, then the connection is closed.
+    """
+
+    __slots__ = ("_limit", "_pending", "overflowed")
+
+    def __init__(self, limit: int = MAX_LINE) -> None:
+        self._limit = limit
+        self._pending = bytearray()
+        self.overflowed = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self.overflowed:
+            return []
+        self._pending += data
+        lines: list[bytes] = []
+        start = 0
+        while (end := self._pending.find(b"\n", start)) >= 0:
+            if end - start > self._limit:
+                self.overflowed = True
+                break
+            lines.append(bytes(self._pending[start:end]).rstrip(b"\r"))
+            start = end + 1
+        del self._pending[:start]
+        if len(self._pending) > self._limit:
+            self.overflowed = True
+        return lines
+
+    def finish(self) -> list[bytes]:
+        """At end of input: the unterminated last line, if there is one."""
+        rest = bytes(self._pending).strip()
+        self._pending.clear()
+        return [rest] if rest and not self.overflowed else []
+
+
+class BadRequest(ValueError):
+    """A request line the endpoint cannot act on; the message is the operator's reply."""
+
+
+@attrs.frozen
+class ControlRequest:
+    cmd: str
+    actor: str | None = None
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def parse_request(line: bytes) -> ControlRequest:
+    """Validate one request line; raises ``BadRequest`` with the reply's error text."""
+    try:
+        obj = json.loads(line)
+    except RecursionError:
+        raise BadRequest("bad JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
+        raise BadRequest(f"bad JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise BadRequest('a request is a JSON object such as {"cmd": "tree"}')
+    cmd = obj.get("cmd")
+    if not isinstance(cmd, str):
+        raise BadRequest("the request has no 'cmd' string")
+    if cmd not in COMMANDS:
+        raise BadRequest(f"unknown command {_short(cmd)}; commands: {', '.join(COMMANDS)}")
+    allowed = {"cmd", "actor"} if cmd in _ACTOR_COMMANDS else {"cmd"}
+    extra = sorted(key for key in obj if key not in allowed)
+    if extra:
+        raise BadRequest(f"command {cmd!r} takes no field {', '.join(map(_short, extra))}")
+    actor = obj.get("actor")
+    if cmd in _ACTOR_COMMANDS and (not isinstance(actor, str) or not actor):
+        raise BadRequest(f"command {cmd!r} needs an 'actor' name, e.g. "
+                         f'{{"cmd": "{cmd}", "actor": "watchdog"}}')
+    return ControlRequest(cmd, actor)
+
+
+def tree_to_dict(info: ChildInfo) -> dict[str, object]:
+    """A ``ChildInfo`` snapshot as the wire's nested dicts (state lowercase)."""
+    state = info.state.value if isinstance(info.state, enum.Enum) else info.state
+    return {
+        "name": info.name,
+        "kind": info.kind,
+        "state": str(state).lower(),
+        "restarts": info.restarts,
+        "last_error": info.last_error,
+        "uptime": None if info.uptime is None else round(info.uptime, 3),
+        "mailbox_depth": info.mailbox_depth,
+        "children": [tree_to_dict(child) for child in info.children],
+    }
+
+
+def to_jsonable(value: object) -> object:
+    """Plain JSON data from what a target returns: mappings, attrs classes, enums, paths...
+
+    Non-finite floats become strings so strict JSON readers (``jq``) accept every reply.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, enum.Enum):
+        return to_jsonable(value.value)
+    cls = type(value)
+    if attrs.has(cls):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in attrs.fields(cls)}
+    if isinstance(value, Mapping):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, Path | decimal.Decimal):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def _find(node: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    if node.get("name") == name:
+        return node
+    for child in node.get("children", ()):
+        found = _find(child, name)
+        if found is not None:
+            return found
+    return None
+
+
+def _names(node: Mapping[str, Any]) -> list[str]:
+    found = [str(node.get("name"))]
+    for child in node.get("children", ()):
+        found.extend(_names(child))
+    return found
+
+
+def _failure(error: str) -> dict[str, object]:
+    return {"ok": False, "error": error}
+
+
+async def answer(request: ControlRequest, target: ControlTarget) -> dict[str, object]:
+    """Carry out one valid request; every failure becomes an error reply (never raises)."""
+    try:
+        if request.cmd == "tree":
+            return {"ok": True, "result": tree_to_dict(target.tree())}
+        if request.cmd == "status":
+            return {"ok": True, "result": to_jsonable(await target.status())}
+        if request.cmd == "stats":
+            return {"ok": True, "result": to_jsonable(await target.stats())}
+        actor = request.actor
+        assert actor is not None  # parse_request guarantees it for the actor commands
+        action = {"restart": target.restart, "stop": target.stop, "start": target.start}
+        await action[request.cmd](actor)
+        return {"ok": True, "result": _find(tree_to_dict(target.tree()), actor)}
+    except UnknownChild:
+        names = ", ".join(_names(tree_to_dict(target.tree())))
+        return _failure(f"unknown actor {_short(request.actor)}; actors: {names}")
+    except (SupervisorError, ValueError) as exc:
+        return _failure(str(exc))
+    except Exception as exc:
+        log.exception("control command %r failed", request.cmd)
+        return _failure(f"internal error in {request.cmd!r}: {type(exc).__name__}: {exc}")
+
+
+def format_uptime(seconds: float) -> str:
+    """Compact duration for the tree: ``42s``, ``5m07s``, ``1h02m``, ``3d04h``."""
+    total = max(0, int(seconds))
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def format_tree(tree: Mapping[str, Any]) -> str:
+    """Render a ``tree`` result for a terminal: one aligned line per actor.
+
+    ``ibkr  running  up 1h02m  restarts 0``, children drawn with ``├──`` / ``└──``;
+    mailbox depth and the last error are shown only when there is something to see.
+    Tolerates missing keys (it renders what a possibly older runtime sent).
+    """
+    rows: list[tuple[str, Mapping[str, Any]]] = []
+
+    def walk(node: Mapping[str, Any], label: str, indent: str) -> None:
+        rows.append((label + str(node.get("name", "?")), node))
+        children = list(node.get("children") or ())
+        for i, child in enumerate(children):
+            last = i == len(children) - 1
+            branch, rest = ("└── ", "    ") if last else ("├── ", "│   ")
+            walk(child, indent + branch, indent + rest)
+
+    walk(tree, "", "")
+    width = max(len(label) for label, _ in rows)
+    lines = []
+    for label, node in rows:
+        uptime = node.get("uptime")
+        parts = [
+            label.ljust(width),
+            str(node.get("state", "?")).ljust(10),
+            ("-" if uptime is None else f"up {format_uptime(float(uptime))}").ljust(9),
+            f"restarts {node.get('restarts', 0)}",
+        ]
+        if node.get("mailbox_depth"):
+            parts.append(f"mailbox {node['mailbox_depth']}")
+        if node.get("last_error"):
+            parts.append("last error: " + " ".join(str(node["last_error"]).split()))
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+# -- the server ------------------------------------------------------------------------------
+
+
+async def serve_control(
+    path: Path,
+    target: ControlTarget,
+    *,
+    own_name: str | None = None,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the endpoint at ``path`` until cancelled; reports ``path`` once listening.
+
+    A socket file left by a dead process is replaced; one a live process listens on is
+    not (``ControlError``), nor is any other kind of file. The file is removed on exit if
+    it is still ours. ``own_name`` is the endpoint's own actor name: stopping it (or a
+    supervisor above it) would lock the operator out, so that is refused, and restarting
+    it is answered before it happens, since the restart ends this connection.
+    """
+    path = Path(path)
+    _ensure_directory(path.parent, private=False)
+    await _remove_stale_socket(path)
+    sock = _bind(path)
+    identity = _identity(path)
+    handler = functools.partial(_serve_connection, target=target, own_name=own_name,
+                                idle_timeout=idle_timeout)
+    try:
+        listener = trio.SocketListener(sock)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, handler, [listener])
+            log.info("control endpoint listening on %s", path)
+            task_status.started(path)
+    finally:
+        sock.close()
+        if identity is not None and _identity(path) == identity:
+            _unlink(path)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+async def _remove_stale_socket(path: Path) -> None:
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise ControlError(f"{path} exists and is not a socket; refusing to replace it")
+    try:
+        probe = await trio.open_unix_socket(os.fspath(path))
+    except ConnectionRefusedError:
+        _unlink(path)
+        log.info("removed a stale control socket at %s (nothing was listening)", path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ControlError(f"cannot tell whether {path} is in use: {exc}") from exc
+    await probe.aclose()
+    raise ControlError(f"another process is already serving the control socket {path}; "
+                       "is a second runtime running? (set IBKR_CONTROL_PATH to run two)")
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _bind(path: Path) -> trio.socket.SocketType:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bound = False
+    try:
+        sock.bind(os.fspath(path))  # a local name: no lookup, nothing to wait for
+        bound = True
+        os.chmod(path, 0o600)  # before listen(): nobody can have connected yet
+        sock.listen(_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        if bound:
+            _unlink(path)
+        raise ControlError(f"cannot serve the control socket at {path}: {exc}") from exc
+    return trio.socket.from_stdlib_socket(sock)
+
+
+async def _serve_connection(stream: trio.SocketStream, *, target: ControlTarget,
+                            own_name: str | None, idle_timeout: float) -> None:
+    """One client, start to end. Never raises but ``Cancelled``: failures end this connection."""
+    try:
+        async with stream:
+            await _converse(stream, target, own_name, idle_timeout)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+        log.debug("control client went away or stopped reading")
+    except Exception:
+        log.exception("control connection failed; the endpoint keeps serving")
+
+
+async def _converse(stream: trio.SocketStream, target: ControlTarget, own_name: str | None,
+                    idle_timeout: float) -> None:
+    async def send(reply: Mapping[str, object]) -> None:
+        data = json.dumps(reply, ensure_ascii=False).encode() + b"\n"
+        with trio.fail_after(idle_timeout):
+            await stream.send_all(data)
+
+    try:
+        peer = peer_credentials(stream.socket)
+    except OSError as exc:
+        log.warning("control: cannot read a client's credentials (%s); refused", exc)
+        await send(_failure(f"permission denied: cannot verify the peer's credentials: {exc}"))
+        return
+    if peer.uid != os.getuid():
+        log.warning("control: refused a client with uid %d (pid %s); only uid %d may connect",
+                    peer.uid, peer.pid, os.getuid())
+        await send(_failure(f"permission denied: uid {peer.uid} is not the runtime's "
+                            f"uid {os.getuid()}"))
+        return
+    buffer = LineBuffer(MAX_LINE)
+    while True:
+        with trio.move_on_after(idle_timeout) as idle:
+            data = await stream.receive_some(_RECEIVE_SIZE)
+        if idle.cancelled_caught:
+            await send(_failure(f"idle for {idle_timeout:g} s; closing"))
+            return
+        for line in buffer.feed(data) if data else buffer.finish():
+            if not await _handle_line(line, target, own_name, peer, send):
+                return
+        if buffer.overflowed:
+            await send(_failure(f"request line longer than {MAX_LINE} bytes; closing"))
+            return
+        if not data:
+            return
+
+
+async def _handle_line(line: bytes, target: ControlTarget, own_name: str | None,
+                       peer: PeerCredentials,
+                       send: Callable[[Mapping[str, object]], Awaitable[None]]) -> bool:
+    """Answer one line; False when the connection must end (the endpoint restarts)."""
+    try:
+        request = parse_request(line)
+    except BadRequest as exc:
+        await send(_failure(str(exc)))
+        return True
+    if request.actor is not None:
+        log.info("control: operator (pid %s) asked to %s %r", peer.pid, request.cmd,
+                 request.actor)
+        tree = tree_to_dict(target.tree())
+        node = _find(tree, request.actor)
+        # The root is no child: the tree itself refuses to stop or restart it, clearly.
+        encloses_us = node is not None and node is not tree and own_name in _names(node)
+        if encloses_us and request.cmd == "stop":
+            await send(_failure(f"refusing to stop {request.actor!r}: the control endpoint "
+                                f"{own_name!r} is part of it and you would be locked out; "
+                                "restart it instead"))
+            return True
+        if encloses_us and request.cmd == "restart":
+            assert node is not None
+            # The restart cancels this very task: answer first, then let it happen.
+            await send({"ok": True, "result": {**node, "state": "restarting"}})
+            try:
+                await target.restart(request.actor)
+            except (SupervisorError, ValueError) as exc:
+                log.warning("control: restarting %r failed: %s", request.actor, exc)
+            return False
+    await send(await answer(request, target))
+    return True
+
+
+async def run_control(
+    mailbox: Mailbox,
+    *,
+    path: Path,
+    target: ControlTarget,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The supervised actor: serves the endpoint until its supervisor stops it.
+
+    It takes no messages (each is failed with ``TypeError``); a stop request ends the
+    mailbox iteration, which cancels the server and removes the socket file.
+    """
+    async with trio.open_nursery() as nursery:
+        await nursery.start(functools.partial(
+            serve_control, path, target, own_name=mailbox.name, idle_timeout=idle_timeout))
+        task_status.started()
+        async for envelope in mailbox:
+            envelope.fail(TypeError(
+                f"the control actor takes no messages (got {type(envelope.message).__name__});"
+                " operators use its socket"))
+        nursery.cancel_scope.cancel()
+
+
+# -- the client --------------------------------------------------------------------------------
+
+
+async def control_request(path: Path, command: str, *args: str,
+                          timeout: float = 5.0) -> dict[str, object]:  # noqa: ASYNC109
+    """Send one command to the runtime at ``path`` and return its reply object.
+
+    ``args`` is the actor name for restart / stop / start. The reply's ``ok`` says whether
+    the runtime did it; failing to get a reply at all raises ``ControlUnavailable`` (or
+    ``ControlTimeout``, after ``timeout`` seconds), with a message naming the path.
+    """
+    if command in _ACTOR_COMMANDS:
+        if len(args) != 1:
+            raise ValueError(f"{command} takes one actor name, got {len(args)} arguments")
+        request: dict[str, str] = {"cmd": command, "actor": args[0]}
+    elif args:
+        raise ValueError(f"{command} takes no arguments, got {len(args)}")
+    else:
+        request = {"cmd": command}
+    with trio.move_on_after(timeout):
+        return await _exchange(Path(path), json.dumps(request).encode() + b"\n")
+    raise ControlTimeout(f"the runtime at {path} did not reply within {timeout:g} s")
+
+
+async def _exchange(path: Path, data: bytes) -> dict[str, object]:
+    try:
+        stream = await trio.open_unix_socket(os.fspath(path))
+    except FileNotFoundError:
+        raise ControlUnavailable(
+            f"no control socket at {path}: is `ibkr-connector run` running as this user, with "
+            "the same IBKR_CONTROL_PATH / XDG_RUNTIME_DIR?") from None
+    except ConnectionRefusedError:
+        raise ControlUnavailable(f"nothing listens on {path} (a stale socket: the runtime "
+                                 "has stopped)") from None
+    except OSError as exc:
+        raise ControlUnavailable(f"cannot reach the control socket {path}: {exc}") from None
+    received = bytearray()
+    async with stream:
+        try:
+            await stream.send_all(data)
+            while b"\n" not in received and len(received) <= _MAX_REPLY:
+                chunk = await stream.receive_some(_RECEIVE_SIZE)
+                if not chunk:
+                    break
+                received += chunk
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # judged below by what did arrive
+    line = bytes(received).split(b"\n", 1)[0]
+    if not line.strip():
+        raise ControlUnavailable(f"the runtime at {path} closed the connection without a "
+                                 "reply (it may be shutting down)")
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict) or "ok" not in reply:
+        raise ControlError(f"malformed reply from {path}: {_short(line, 120)}")
+    return reply
