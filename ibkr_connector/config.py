@@ -50,7 +50,8 @@ def _client_id(instance: object, attribute: attrs.Attribute[Any], value: int) ->
 
 def _log_level(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
     if value not in _LOG_LEVELS:
-        raise ConfigError(f"{attribute.name} must be one of {', '.join(_LOG_LEVELS)}, got {value!r}")
+        levels = ", ".join(_LOG_LEVELS)
+        raise ConfigError(f"{attribute.name} must be one of {levels}, got {value!r}")
 
 
 def _upper(value: object) -> object:
@@ -111,7 +112,8 @@ class IBKRConfig:
             raise ConfigError("host must not be empty")
         if self.requests_per_second > 50:
             raise ConfigError(
-                f"requests_per_second must be <= 50 (IB's pacing limit), got {self.requests_per_second!r}"
+                "requests_per_second must be <= 50 (IB's pacing limit), got "
+                f"{self.requests_per_second!r}"
             )
 
     @property

@@ -33,7 +33,9 @@ class _BadTick(Exception):
     pass
 
 
-async def _strategy(mailbox: Mailbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def _strategy(
+    mailbox: Mailbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
     """A toy user actor: it crashes on a price it cannot handle, as real code sometimes does."""
     task_status.started()
     async for envelope in mailbox:

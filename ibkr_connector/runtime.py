@@ -146,7 +146,7 @@ class Runtime:
         connection = await self._connection.call(conn.GetStatus(), timeout=5.0)
         watchdog = await self._watchdog.call(GetWatchdogStatus(), timeout=5.0)
         limiter = await self._limiter.call(GetLimiterStats(), timeout=5.0)
-        return RuntimeStatus(connection, watchdog, limiter,  # type: ignore[arg-type]
+        return RuntimeStatus(connection, watchdog, limiter,
                              trio.current_time() - self._started_at)
 
     async def stats(self) -> dict[str, object]:

@@ -48,7 +48,8 @@ def test_a_bad_variable_is_an_error_naming_it(env: dict[str, str], named: str) -
 
 def test_toml_file_is_read_and_environment_wins(tmp_path: Path) -> None:
     path = tmp_path / "ibkr.toml"
-    path.write_text('[ibkr]\nport = 4001\nclient_id = 3\n[ibkr.watchdog]\nhealth_check_interval = 10\n')
+    path.write_text("[ibkr]\nport = 4001\nclient_id = 3\n"
+                    "[ibkr.watchdog]\nhealth_check_interval = 10\n")
     cfg = load_config({"IBKR_CONFIG": str(path), "IBKR_CLIENT_ID": "9"})
     assert (cfg.port, cfg.client_id) == (4001, 9)
     assert cfg.watchdog.health_check_interval == 10

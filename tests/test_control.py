@@ -376,6 +376,7 @@ async def test_bad_requests_get_clear_errors_on_a_connection_that_stays_open(
                                                       "core, bus, control, session, watchdog"),
         (b'{"cmd": "restart", "actor": "ibkr"}\n', "root supervisor"),
         (b"\xff\xfe\n", "bad JSON"),
+        (b'{"cmd": "stop", "actor": "\\ud800"}\n', "unknown actor '\\ud800'"),
     ]
     for line, error in cases:
         await client.send(line)

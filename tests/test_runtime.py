@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 from helpers import our_threads
 
@@ -91,7 +92,7 @@ async def test_drop_during_a_burst_loses_nothing_and_sends_nothing_twice(
         async with trio.open_nursery() as nursery:
             for req_id in ids:
                 nursery.start_soon(runtime.submit, ReqMktData(req_id, _contract()))
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
             with trio.fail_after(10):
                 while len(sim.live_subscriptions()) < 10:
                     await trio.sleep(0.01)

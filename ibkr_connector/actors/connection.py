@@ -440,7 +440,8 @@ class ConnectionActor:
             # The stream can no longer be trusted (a lost inbound message, a half-written
             # request): drop the socket ourselves; the watchdog reconnects and reconciles.
             assert self._nursery is not None
-            self._nursery.start_soon(self._lost, session, f"TWS error {error.code}: {error.message}")
+            reason = f"TWS error {error.code}: {error.message}"
+            self._nursery.start_soon(self._lost, session, reason)
         elif strategy in (codes.Strategy.RESTORE_SUBSCRIPTIONS, codes.Strategy.RESUME):
             if session is self.session and self.state is ConnectionState.LINK_DOWN:
                 self.state = ConnectionState.CONNECTED

@@ -498,7 +498,7 @@ async def _serve_connection(stream: trio.SocketStream, *, target: ControlTarget,
 async def _converse(stream: trio.SocketStream, target: ControlTarget, own_name: str | None,
                     idle_timeout: float) -> None:
     async def send(reply: Mapping[str, object]) -> None:
-        data = json.dumps(reply, ensure_ascii=False).encode() + b"\n"
+        data = json.dumps(reply).encode() + b"\n"  # ASCII: even a lone surrogate survives
         with trio.fail_after(idle_timeout):
             await stream.send_all(data)
 
@@ -541,8 +541,8 @@ async def _handle_line(line: bytes, target: ControlTarget, own_name: str | None,
         await send(_failure(str(exc)))
         return True
     if request.actor is not None:
-        log.info("control: operator (pid %s) asked to %s %r", peer.pid, request.cmd,
-                 request.actor)
+        log.info("control: operator (pid %s) asked to %s %s", peer.pid, request.cmd,
+                 _short(request.actor))
         tree = tree_to_dict(target.tree())
         node = _find(tree, request.actor)
         # The root is no child: the tree itself refuses to stop or restart it, clearly.

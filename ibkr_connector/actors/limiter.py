@@ -26,13 +26,20 @@ from typing import Any
 
 import attrs
 import trio
+import trio.lowlevel
 
 from ..protocol import events as ev
 from ..protocol.client import NotConnected
 from ..protocol.requests import PlaceOrder, Request
 from ..supervisor import ActorCrashed, Address, CallTimeout, Envelope, Mailbox
 from .bus import EventBus
-from .connection import ConnectionEstablished, ConnectionLost, ConnectionRecovered, Send
+from .connection import (
+    ConnectionEstablished,
+    ConnectionLost,
+    ConnectionRecovered,
+    IsConnected,
+    Send,
+)
 from .pacing import PacingGovernor, SlidingWindowCounter
 from .request_queue import RequestQueue
 
@@ -201,8 +208,6 @@ async def run_limiter(
 
 
 async def _connection_is_up(connection: Address) -> bool:
-    from .connection import IsConnected
-
     try:
         return bool(await connection.call(IsConnected(), timeout=5.0))
     except (ActorCrashed, CallTimeout):
@@ -225,7 +230,7 @@ async def _write_loop(
             await trio.sleep(delay)
             continue
         if not governor.try_acquire(now):
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             continue
         item = outbound.queue.pop()
         try:
@@ -252,7 +257,10 @@ async def _write_loop(
 
 
 def _forget_old(recent: deque[_Pending], now: float) -> None:
-    while recent and recent[0].sent_at is not None and now - recent[0].sent_at > _PACING_MATCH_WINDOW:
+    while recent:
+        sent_at = recent[0].sent_at
+        if sent_at is None or now - sent_at <= _PACING_MATCH_WINDOW:
+            break
         recent.popleft()
 
 

@@ -182,7 +182,8 @@ async def run_watchdog(
                         state.connect_now = True
                         state.lost.set()
                 else:
-                    envelope.fail(TypeError(f"watchdog got an unknown message {envelope.message!r}"))
+                    envelope.fail(TypeError(
+                        f"watchdog got an unknown message {envelope.message!r}"))
         finally:
             subscription.close()
             nursery.cancel_scope.cancel()
@@ -207,14 +208,16 @@ async def _listen(
             if event.requested:
                 continue
             if window.contains(wall_clock()):
-                log.info("TWS disconnected inside the daily restart window; reconnecting when it is back")
+                log.info("TWS disconnected inside the daily restart window; "
+                         "reconnecting when it is back")
             else:
                 state.alarms += 1
                 log.warning("connection to TWS lost: %s", event.reason)
                 bus.publish(WatchdogAlarm(event.reason))
             state.lost.set()
         elif isinstance(event, LinkRestored) and event.data_lost:
-            bus.publish(RestoreRequested("TWS restored its link to IB; market data was lost (1101)"))
+            bus.publish(RestoreRequested(
+                "TWS restored its link to IB; market data was lost (1101)"))
         elif isinstance(event, ev.CurrentTime | ev.CurrentTimeInMillis):
             state.time_seen.set()
 

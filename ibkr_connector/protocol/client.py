@@ -100,7 +100,11 @@ class TwsSession:
     def is_connected(self) -> bool:
         return bool(self.client.isConnected())
 
-    async def open(self, host: str, port: int, client_id: int, *, timeout: float) -> None:
+    # The deadline bounds a thread's handshake (which a cancel scope cannot interrupt), so
+    # it is a parameter rather than the caller's scope.
+    async def open(
+        self, host: str, port: int, client_id: int, *, timeout: float  # noqa: ASYNC109
+    ) -> None:
         """Connect and hand-shake; start ``EClient.run()`` in its own thread.
 
         Raises `ConnectFailed` (refused, closed during the handshake) or `ConnectTimeout`.

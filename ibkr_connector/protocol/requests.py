@@ -58,7 +58,8 @@ class Priority(enum.IntEnum):
 
 def _request_id(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise RequestError(f"{type(instance).__name__}.{attribute.name} must be an int >= 0, got {value!r}")
+        name = f"{type(instance).__name__}.{attribute.name}"
+        raise RequestError(f"{name} must be an int >= 0, got {value!r}")
 
 
 def _contract(instance: object, attribute: attrs.Attribute[Any], value: Contract) -> None:

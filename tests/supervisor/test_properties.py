@@ -31,7 +31,7 @@ from ibkr_connector.supervisor import (
 from .helpers import Probe
 
 PROPERTY_SETTINGS = settings(
-    max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 
@@ -135,10 +135,12 @@ def test_random_trees_recover_keep_messages_and_shut_down_cleanly(
                         probe.crash(target)
                     # a permanent (or crashed transient) child is soon running again
                     # (graceful stops let in-hand messages finish: 0.5 s each) ...
+                    await trio.testing.wait_all_tasks_blocked()
                     with trio.fail_after(10):
                         while not set(durable) <= set(running_workers(sup)):
                             await trio.sleep(0.05)
                     # ... and exactly the children shown RUNNING have a live task
+                    await trio.testing.wait_all_tasks_blocked()
                     assert probe.live == set(running_workers(sup))
             await trio.sleep(60)  # let every mailbox drain
             for name in durable:  # nothing queued was lost, nothing taken twice
