@@ -108,10 +108,12 @@ def measure_plain(port: int, n: int, pipe: Connection, client_id: int) -> float:
     return (n - 1) / (wrapper.last - wrapper.first)
 
 
-# -- (b) through the bridge into Trio ----------------------------------------------------------------
+# -- (b) through the bridge into Trio ------------------------------------------------------
 
 
-async def measure_bridge(port: int, n: int, pipe: Connection, client_id: int) -> tuple[float, float]:
+async def measure_bridge(
+    port: int, n: int, pipe: Connection, client_id: int
+) -> tuple[float, float]:
     session = TwsSession(EventBridge())
     await session.open("127.0.0.1", port, client_id, timeout=10)
     await session.send(ReqMktData(REQ_ID, _contract()))
