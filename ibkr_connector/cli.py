@@ -46,10 +46,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     logging.basicConfig(level=config.log_level_number,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .actors.control import ControlError
     from .service import serve
+    from .supervisor import SupervisorEscalation
 
-    trio.run(serve, config, _control_path(args, config), args.sim)
+    try:
+        trio.run(serve, config, _control_path(args, config), args.sim)
+    except (ControlError, SupervisorEscalation, BaseExceptionGroup) as exc:
+        # The tree gave up (e.g. the control socket belongs to another live runtime): its
+        # escalation names the actor and the last error, which is the one line to print.
+        known = _first_of(exc, (ControlError, SupervisorEscalation))
+        if known is None:
+            raise
+        raise UserError(str(known)) from None
     return 0
+
+
+def _first_of(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """The first exception of *kinds* in *exc*, looking inside exception groups."""
+    if isinstance(exc, kinds):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_of(inner, kinds)
+            if found is not None:
+                return found
+    return None
 
 
 # -- demo -------------------------------------------------------------------------------------
@@ -68,13 +90,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- operator commands: talk to a running service over its control socket -------------------------
 
 
-def _control(args: argparse.Namespace, command: str, *params: str) -> dict[str, object]:
-    from .actors.control import ControlUnavailable, control_request
+# Restarting the connection may wait out its 10 s shutdown timeout before it answers.
+_ACTOR_COMMAND_TIMEOUT = 30.0
 
-    path = _control_path(args)
+
+def _control(args: argparse.Namespace, command: str, *params: str) -> dict[str, object]:
+    from .actors.control import ControlError, control_request
+
+    timeout = _ACTOR_COMMAND_TIMEOUT if params else 5.0
     try:
-        reply = trio.run(lambda: control_request(path, command, *params))
-    except ControlUnavailable as exc:
+        path = _control_path(args)
+        reply = trio.run(lambda: control_request(path, command, *params, timeout=timeout))
+    except ControlError as exc:
         raise UserError(str(exc)) from None
     if not reply.get("ok"):
         raise UserError(str(reply.get("error", "the service refused the command")))

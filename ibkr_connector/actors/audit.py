@@ -172,6 +172,8 @@ class AuditTrail:
         self._clock = clock if clock is not None else _utc_now
         self._broken: OSError | None = None
         flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+        # A fresh machine has no state directory yet; it holds order intents, so 0700.
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(self._path, flags | os.O_CREAT | os.O_EXCL, 0o600)
             created = True
