@@ -31,7 +31,7 @@ from ..config import IBKRConfig
 from ..protocol import codes
 from ..protocol import events as ev
 from ..protocol.bridge import EventBridge
-from ..protocol.client import ConnectFailed, ConnectTimeout, NotConnected, TwsSession
+from ..protocol.client import ConnectFailed, ConnectTimeout, NotConnected, SendFailed, TwsSession
 from ..protocol.requests import Request
 
 __all__ = [
@@ -149,8 +149,9 @@ class IsConnected:
 
 @attrs.frozen
 class Send:
-    """Call: write one request. Replies None once ibapi has it; fails `NotConnected`
-    (the request was not sent, the caller keeps it)."""
+    """Call: write one request. Replies None once it is written; fails `NotConnected`
+    (certainly not sent: the caller keeps it) or `SendFailed` (the write broke off:
+    delivery unknown, and the session is dropped)."""
 
     request: Request
 
@@ -354,7 +355,12 @@ class ConnectionActor:
         session = self.session
         if session is None or not self.is_connected():
             raise NotConnected("not connected to TWS")
-        await session.send(request)
+        try:
+            await session.send(request)
+        except SendFailed as exc:
+            # A frame may be half-written: nothing more can go down this socket.
+            await self._lost(session, str(exc))
+            raise
         self.messages_sent += 1
 
     def status(self) -> ConnectionStatus:
@@ -520,7 +526,7 @@ async def _handle(actor: ConnectionActor, envelope: object) -> None:
             result = None
         else:
             raise TypeError(f"connection actor got an unknown message {message!r}")
-    except (ConnectFailed, NotConnected, TypeError) as exc:
+    except (ConnectFailed, NotConnected, SendFailed, TypeError) as exc:
         envelope.fail(exc)  # type: ignore[attr-defined]
         return
     envelope.reply(result)  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ import trio
 import trio.lowlevel
 
 from ..protocol import events as ev
-from ..protocol.client import NotConnected
+from ..protocol.client import NotConnected, SendFailed
 from ..protocol.requests import PlaceOrder, Request
 from ..supervisor import ActorCrashed, Address, CallTimeout, Envelope, Mailbox
 from .bus import EventBus
@@ -239,7 +239,9 @@ async def _write_loop(
             outbound.push(item, front=True)
             link.set(False)
             continue
-        except (ActorCrashed, CallTimeout) as exc:
+        except (SendFailed, ActorCrashed, CallTimeout) as exc:
+            # Delivery unknown. An order is never re-sent on a guess (the order book
+            # reconciles with TWS instead); anything else is safe to ask again.
             if isinstance(item.request, PlaceOrder):
                 _give_up(outbound, item, DeliveryUnknown(str(exc)), bus)
             else:

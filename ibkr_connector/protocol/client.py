@@ -20,15 +20,22 @@ from collections.abc import Callable
 
 import attrs
 import trio
+from ibapi import comm
 from ibapi.client import EClient
+from ibapi.server_versions import MIN_SERVER_VER_PROTOBUF
 
 from . import events as ev
 from .bridge import EventBridge
 from .requests import Request
 
-__all__ = ["ConnectFailed", "ConnectTimeout", "NotConnected", "TwsSession"]
+__all__ = ["ConnectFailed", "ConnectTimeout", "NotConnected", "SendFailed", "TwsSession"]
 
 log = logging.getLogger(__name__)
+
+# ibapi logs every request it builds, and every frame it sends, at INFO: orders with their
+# quantities and prices, accounts included. Those belong in the audit trail only, so ibapi's
+# loggers are capped at WARNING. (Raise it again deliberately, for a debugging session.)
+logging.getLogger("ibapi").setLevel(logging.WARNING)
 
 _serials = itertools.count(1)
 
@@ -47,6 +54,50 @@ class ConnectTimeout(ConnectFailed):
 
 class NotConnected(ConnectionError):
     """A request was offered to a session whose socket is gone. It was not sent."""
+
+
+class SendFailed(ConnectionError):
+    """The socket failed while a request was being written: TWS may have part of it, all
+    of it or none. The session cannot be trusted any more and must be dropped."""
+
+
+class _ObservedClient(EClient):  # type: ignore[misc]
+    """ibapi's EClient, with the one thing it does not tell us: whether a write happened.
+
+    EClient's request methods return nothing whether they sent or not: a socket that died
+    a moment before makes them report 504 to the wrapper and return, and
+    ``Connection.sendMsg`` returns 0 without sending. Either way the request would be
+    silently lost. Here every write goes through `_write`, which records the outcome and
+    uses ``sendall`` (ibapi's ``send`` may write part of a frame on a full buffer).
+    Nothing else of ibapi's behaviour changes.
+    """
+
+    def __init__(self, wrapper: object) -> None:
+        super().__init__(wrapper)
+        self.written = 0
+        self.write_error: OSError | None = None
+
+    def sendMsg(self, msgId: int, msg: str) -> None:  # noqa: N802, N803 - ibapi's names
+        raw_id = self.serverVersion() >= MIN_SERVER_VER_PROTOBUF
+        self._write(comm.make_msg(msgId, raw_id, msg))
+
+    def sendMsgProtoBuf(self, msgId: int, msg: bytes) -> None:  # noqa: N802, N803
+        self._write(comm.make_msg_proto(msgId, msg))
+
+    def _write(self, frame: bytes) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        with conn.lock:
+            sock = conn.socket
+            if sock is None:
+                return
+            try:
+                sock.sendall(frame)
+            except OSError as exc:
+                self.write_error = exc
+                return
+        self.written += 1
 
 
 @attrs.define
@@ -81,7 +132,7 @@ class TwsSession:
     def __init__(self, bridge: EventBridge) -> None:
         self.bridge = bridge
         self.serial = next(_serials)
-        self.client = EClient(bridge)
+        self.client = _ObservedClient(bridge)
         self._connect_thread: _Thread | None = None
         self._run_thread: _Thread | None = None
         self._reader: threading.Thread | None = None  # ibapi's EReader; reset() forgets it
@@ -147,14 +198,23 @@ class TwsSession:
 
     async def send(self, request: Request) -> None:
         """Write *request* to the socket, in a worker thread (a full socket buffer must not
-        stall the event loop). Raises `NotConnected`, without sending, if the socket is gone.
+        stall the event loop). Raises `NotConnected` if it was certainly not sent (the socket
+        is gone), `SendFailed` if the write itself failed (delivery unknown).
 
         Not abandoned on cancellation: a request is either wholly handed to ibapi or not at
         all, never half-written.
         """
         if not self.is_connected():
             raise NotConnected(f"session {self.serial} is not connected")
-        await trio.to_thread.run_sync(request.apply, self.client)
+        client = self.client
+        before = client.written
+        await trio.to_thread.run_sync(request.apply, client)
+        if client.write_error is not None:
+            raise SendFailed(f"writing {type(request).__name__} failed: {client.write_error}")
+        if client.written == before:
+            # ibapi declined to write (its own connectedness check, or no socket).
+            raise NotConnected(f"session {self.serial} lost its socket; "
+                               f"{type(request).__name__} was not sent")
 
     async def close(self) -> None:
         """Disconnect and join every thread of this attempt. Idempotent.
