@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ import attrs
 __all__ = ["ConfigError", "IBKRConfig", "WatchdogConfig", "load_config"]
 
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+_PACING_BUDGET = 49
 
 
 class ConfigError(ValueError):
@@ -93,9 +95,11 @@ class IBKRConfig:
     host: str = "127.0.0.1"
     port: int = attrs.field(default=7497, validator=_port)
     client_id: int = attrs.field(default=1, validator=_client_id)
-    # IB's limit is 50 client messages/s; 45 leaves room for the handshake and clock skew.
+    # IB's limit is 50 client messages in any 1 s window. A token bucket admits at most
+    # burst + rate in one second, and the startApi of a reconnect also counts, so
+    # rate + burst must leave one message free: 45 + 3 + 1 = 49.
     requests_per_second: float = attrs.field(default=45.0, validator=_positive)
-    burst: float = attrs.field(default=5.0, validator=_positive)
+    burst: float = attrs.field(default=3.0, validator=_positive)
     connection_timeout: float = attrs.field(default=30.0, validator=_positive)
     request_timeout: float = attrs.field(default=60.0, validator=_positive)
     max_retries: int = attrs.field(default=3, validator=_non_negative)
@@ -110,10 +114,11 @@ class IBKRConfig:
     def __attrs_post_init__(self) -> None:
         if not self.host:
             raise ConfigError("host must not be empty")
-        if self.requests_per_second > 50:
+        if self.requests_per_second + self.burst > _PACING_BUDGET:
             raise ConfigError(
-                "requests_per_second must be <= 50 (IB's pacing limit), got "
-                f"{self.requests_per_second!r}"
+                f"requests_per_second + burst must be <= {_PACING_BUDGET} (IB allows 50 "
+                "messages a second and a reconnect's startApi needs one), got "
+                f"{self.requests_per_second!r} + {self.burst!r}"
             )
 
     @property
@@ -242,8 +247,7 @@ def load_config(
 
 
 def _name_origin(message: str, origin: Mapping[str, str]) -> str:
-    """Prefix a validator's message with the environment variable that set the field."""
-    field = message.split(" ", 1)[0]
-    if field in origin:
-        return f"{origin[field]}: {message}"
-    return message
+    """Prefix a validator's message with the environment variables that set its fields."""
+    words = set(re.findall(r"\w+", message))
+    names = [variable for field, variable in origin.items() if field in words]
+    return f"{', '.join(names)}: {message}" if names else message

@@ -67,6 +67,14 @@ def test_missing_toml_file_is_an_error(tmp_path: Path) -> None:
         load_config({}, file=tmp_path / "nope.toml")
 
 
+def test_rate_plus_burst_must_leave_room_under_ibs_limit() -> None:
+    assert IBKRConfig().requests_per_second + IBKRConfig().burst <= 49
+    with pytest.raises(ConfigError, match="requests_per_second \\+ burst"):
+        IBKRConfig(requests_per_second=45, burst=5)
+    with pytest.raises(ConfigError, match="IBKR_BURST"):
+        load_config({"IBKR_BURST": "10"})
+
+
 def test_inconsistent_backoff_is_rejected() -> None:
     with pytest.raises(ConfigError, match="reconnect_max_delay"):
         WatchdogConfig(reconnect_initial_delay=10, reconnect_max_delay=5)

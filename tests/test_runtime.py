@@ -107,7 +107,7 @@ async def test_drop_during_a_burst_loses_nothing_and_sends_nothing_twice(
 async def test_pacing_error_slows_down_and_the_request_succeeds_on_retry(tmp_path: Path) -> None:
     async with open_simulator(SimulatorConfig(max_messages_per_second=30)) as sim:
         ids = list(range(1, 61))
-        async with runtime_for(sim, tmp_path, requests_per_second=45, burst=5) as runtime:
+        async with runtime_for(sim, tmp_path, requests_per_second=45, burst=3) as runtime:
             for req_id in ids:
                 # fire and forget, as a strategy cancelling many lines at once would
                 await runtime.supervisor.address("limiter").cast(Submit(CancelMktData(req_id)))

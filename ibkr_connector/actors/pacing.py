@@ -43,8 +43,8 @@ class TokenBucket:
 
     The bucket starts full, so the first ``burst`` requests go out at once; after that they
     are spaced ``1 / rate`` apart. In any interval of length ``T`` it admits at most
-    ``burst + rate * T`` tokens -- with rate 45 and burst 5 never more than 50 in a
-    second, which is TWS's limit.
+    ``burst + rate * T`` tokens -- with rate 45 and burst 3 never more than 48 in a
+    second: under TWS's 50, with room for the startApi of a reconnect.
 
     Time must not run backwards; an earlier ``now`` than already seen is treated as no
     time elapsed (it cannot mint tokens).
