@@ -17,6 +17,7 @@ import trio
 import trio.testing
 
 from ibkr_connector.simulator import SimulatorConfig, TwsSimulator, open_simulator
+from ibkr_connector.testing import tws_simulator  # noqa: F401 - the fixture users get too
 
 
 @pytest.fixture
