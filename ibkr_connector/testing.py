@@ -95,7 +95,9 @@ class RestartActor:
     actor: str
 
 
-Fault: TypeAlias = Drop | TwsRestart | LinkFlap | TwsErrorNotice | Malformed | ReplyDelay | RestartActor
+Fault: TypeAlias = (
+    Drop | TwsRestart | LinkFlap | TwsErrorNotice | Malformed | ReplyDelay | RestartActor
+)
 
 
 @attrs.frozen
