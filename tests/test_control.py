@@ -7,8 +7,6 @@ these tests use the real clock with short safety limits; nothing waits for long.
 
 from __future__ import annotations
 
-import datetime
-import decimal
 import enum
 import functools
 import json
@@ -24,10 +22,9 @@ import attrs
 import pytest
 import trio
 
-from ibkr_connector.actors import control
+from ibkr_connector.actors import control, control_wire
 from ibkr_connector.actors.control import (
     MAX_LINE,
-    BadRequest,
     ControlError,
     ControlTimeout,
     ControlUnavailable,
@@ -35,12 +32,8 @@ from ibkr_connector.actors.control import (
     PeerCredentials,
     control_request,
     default_control_path,
-    format_tree,
-    format_uptime,
-    parse_request,
     run_control,
     serve_control,
-    to_jsonable,
 )
 from ibkr_connector.supervisor import (
     ChildInfo,
@@ -175,7 +168,7 @@ async def connect(path: Path) -> RawClient:
 
 
 def node(tree: Mapping[str, object], name: str) -> Mapping[str, object]:
-    found = control._find(tree, name)
+    found = control_wire._find(tree, name)
     assert found is not None, f"{name} not in the tree"
     return found
 
@@ -517,82 +510,3 @@ async def test_client_checks_its_arguments() -> None:
         await control_request(Path("/nonexistent"), "restart")
     with pytest.raises(ValueError, match="tree takes no arguments"):
         await control_request(Path("/nonexistent"), "tree", "bus")
-
-
-# -- the sans-IO pieces --------------------------------------------------------------------------
-
-
-def test_line_buffer_joins_chunks_and_splits_lines() -> None:
-    buffer = LineBuffer(limit=16)
-    assert buffer.feed(b'{"cmd"') == []
-    assert buffer.feed(b': 1}\r\n{"a"\n{"b') == [b'{"cmd": 1}', b'{"a"']
-    assert buffer.finish() == [b'{"b']
-    assert not buffer.overflowed
-
-
-def test_line_buffer_flags_a_line_over_its_limit_terminated_or_not() -> None:
-    terminated = LineBuffer(limit=4)
-    assert terminated.feed(b"ok\ntoolong\nlater\n") == [b"ok"]
-    assert terminated.overflowed and terminated.feed(b"x\n") == []
-    unterminated = LineBuffer(limit=4)
-    assert unterminated.feed(b"abcde") == []
-    assert unterminated.overflowed and unterminated.finish() == []
-
-
-def test_parse_request_accepts_the_documented_forms() -> None:
-    assert parse_request(b'{"cmd": "tree"}') == control.ControlRequest("tree")
-    assert parse_request(b'{"cmd": "stop", "actor": "bus"}') == control.ControlRequest(
-        "stop", "bus")
-    with pytest.raises(BadRequest, match="unknown command 'xxxxx"):
-        parse_request(json.dumps({"cmd": "x" * 10_000}).encode())
-
-
-def test_to_jsonable_turns_rich_values_into_plain_json_and_refuses_the_rest() -> None:
-    value = {1: frozenset({2}), "p": Path("/a"), "d": decimal.Decimal("1.50"),
-             "t": datetime.datetime(2026, 1, 2, 15, 4, 5), "e": LinkState.CONNECTED,
-             "n": float("nan")}
-    assert to_jsonable(value) == {"1": [2], "p": "/a", "d": "1.50", "t": "2026-01-02T15:04:05",
-                                  "e": "connected", "n": "nan"}
-    with pytest.raises(TypeError, match="cannot encode object"):
-        to_jsonable(object())
-
-
-@pytest.mark.parametrize(("seconds", "text"), [
-    (0.4, "0s"), (42, "42s"), (307, "5m07s"), (3720, "1h02m"), (3 * 86400 + 4 * 3600, "3d04h"),
-    (-1, "0s"),
-])
-def test_format_uptime(seconds: float, text: str) -> None:
-    assert format_uptime(seconds) == text
-
-
-def test_format_tree_draws_an_aligned_tree() -> None:
-    def leaf(name: str, **kw: object) -> dict[str, object]:
-        base: dict[str, object] = {"name": name, "kind": "worker", "state": "running",
-                                   "restarts": 0, "last_error": None, "uptime": 3725.0,
-                                   "mailbox_depth": 0, "children": []}
-        return {**base, **kw}
-
-    tree = leaf("ibkr", kind="supervisor", children=[
-        leaf("core", kind="supervisor", children=[leaf("bus", mailbox_depth=3), leaf("audit")]),
-        leaf("session", kind="supervisor", children=[
-            leaf("connection", state="restarting", uptime=None, restarts=2,
-                 last_error="ConnectFailed: refused\nby TWS")]),
-    ])
-    assert format_tree(tree) == "\n".join([
-        "ibkr                running     up 1h02m   restarts 0",
-        "├── core            running     up 1h02m   restarts 0",
-        "│   ├── bus         running     up 1h02m   restarts 0  mailbox 3",
-        "│   └── audit       running     up 1h02m   restarts 0",
-        "└── session         running     up 1h02m   restarts 0",
-        "    └── connection  restarting  -          restarts 2  "
-        "last error: ConnectFailed: refused by TWS",
-    ])
-
-
-def test_format_tree_renders_a_live_tree_reply() -> None:
-    info = ChildInfo("root", "supervisor", ChildState.RUNNING, 0, None, 61.0, 0, (
-        ChildInfo("only", "worker", ChildState.STOPPED, 4, "boom", None, 7),))
-    assert format_tree(control.tree_to_dict(info)).splitlines() == [
-        "root      running     up 1m01s   restarts 0",
-        "└── only  stopped     -          restarts 4  mailbox 7  last error: boom",
-    ]

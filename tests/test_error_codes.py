@@ -11,19 +11,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ibkr_connector.protocol import codes, farms
 from ibkr_connector.protocol.codes import (
     CODES,
     TABLE,
     Category,
     CodeInfo,
-    FarmKind,
-    FarmState,
-    FarmStatus,
     Strategy,
     classify,
-    farm_status,
     is_connectivity_loss,
 )
+from ibkr_connector.protocol.farms import FarmKind, FarmState, FarmStatus, farm_status
 
 S = Strategy
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
@@ -328,6 +326,12 @@ def test_farm_notices_and_farm_status_agree() -> None:
     notices = {info.code for info in TABLE if info.strategy is S.FARM_NOTICE}
     decoded = {info.code for info in TABLE if farm_status(info.code) is not None}
     assert notices == decoded
+
+
+@pytest.mark.parametrize("name", farms.__all__)
+def test_farm_decoding_is_still_importable_from_codes(name: str) -> None:
+    assert name in codes.__all__
+    assert getattr(codes, name) is getattr(farms, name)
 
 
 # --- the doc cannot drift ------------------------------------------------------------------

@@ -14,6 +14,9 @@ ibapi raises on this side of the socket; IB's published message codes for TWS's 
 A code carrying an order id is advice about that order; the order's state itself comes
 from ``orderStatus``/``openOrder`` and reconciliation, and nothing here ever re-sends one.
 
+Data-farm notices (2103-2158) are listed here like any code; decoding which farm and what
+state is :mod:`.farms` (``farm_status``, re-exported here).
+
 Sans-IO: no I/O, no logging calls, no state. Every function is a pure lookup and safe to
 call from any thread or task; nothing here blocks or can be cancelled half-way.
 """
@@ -27,6 +30,8 @@ from types import MappingProxyType
 from typing import Any
 
 import attrs
+
+from .farms import FarmKind, FarmState, FarmStatus, farm_status
 
 __all__ = [
     "CODES",
@@ -440,63 +445,3 @@ def is_connectivity_loss(code: int) -> bool:
     (WAIT_FOR_RESTORE/LINK_NOTICE). A single broken data farm is not a loss.
     """
     return classify(code).strategy in _LOSS_STRATEGIES
-
-
-class FarmKind(enum.Enum):
-    """Which of TWS's data-farm connections a notice is about."""
-
-    MARKET_DATA = "market_data"  # live quotes ("usfarm", "usopt", ...)
-    HISTORICAL = "historical"  # HMDS, historical data ("ushmds", ...)
-    SECURITY_DEFINITION = "security_definition"  # sec-def: contract details ("secdefil", ...)
-
-
-class FarmState(enum.Enum):
-    """What a farm notice says about that farm."""
-
-    OK = "ok"
-    BROKEN = "broken"  # TWS reconnects it by itself; data from that farm stalls meanwhile
-    INACTIVE = "inactive"  # idle, reconnected on demand: healthy
-    CONNECTING = "connecting"
-
-
-@attrs.frozen
-class FarmStatus:
-    """A farm notice decoded: which kind of farm, its state, and its name if TWS gave it."""
-
-    kind: FarmKind
-    state: FarmState
-    farm: str = ""
-
-
-_FARM_CODES: Mapping[int, tuple[FarmKind, FarmState]] = MappingProxyType({
-    2103: (FarmKind.MARKET_DATA, FarmState.BROKEN),
-    2104: (FarmKind.MARKET_DATA, FarmState.OK),
-    2105: (FarmKind.HISTORICAL, FarmState.BROKEN),
-    2106: (FarmKind.HISTORICAL, FarmState.OK),
-    2107: (FarmKind.HISTORICAL, FarmState.INACTIVE),
-    2108: (FarmKind.MARKET_DATA, FarmState.INACTIVE),
-    2119: (FarmKind.MARKET_DATA, FarmState.CONNECTING),
-    2157: (FarmKind.SECURITY_DEFINITION, FarmState.BROKEN),
-    2158: (FarmKind.SECURITY_DEFINITION, FarmState.OK),
-})
-
-
-def _farm_name(message: str) -> str:
-    # TWS appends the farm after a colon ("...is OK:usfarm.nj"), except the "inactive"
-    # notices, which append it after "demand." ("...available upon demand.ushmds").
-    if ":" in message:
-        return message.rsplit(":", 1)[1].strip()
-    _, sep, rest = message.partition("demand.")
-    return rest.strip() if sep else ""
-
-
-def farm_status(code: int, message: str = "") -> FarmStatus | None:
-    """Decode a data-farm notice so the runtime can track farm health; None otherwise.
-
-    Pass the notice's message to learn which farm it is about (empty when absent).
-    """
-    entry = _FARM_CODES.get(code)
-    if entry is None:
-        return None
-    kind, state = entry
-    return FarmStatus(kind, state, _farm_name(message))
