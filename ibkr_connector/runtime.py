@@ -37,7 +37,8 @@ from .actors.limiter import GetLimiterStats, LimiterStats, OutboundQueue, Submit
 from .actors.pacing import PacingGovernor
 from .actors.watchdog import GetWatchdogStatus, KeepConnected, WatchdogStatus, run_watchdog
 from .config import IBKRConfig
-from .protocol.requests import Request
+from .protocol import events as ev
+from .protocol.requests import CancelOrder, PlaceOrder, Request
 from .supervisor import (
     ChildInfo,
     ChildSpec,
@@ -115,8 +116,17 @@ class Runtime:
     # -- requests and events -------------------------------------------------------------------
 
     async def submit(self, request: Request) -> None:
-        """Queue *request* through the limiter; returns once it is on the wire."""
-        await self._limiter.call(Submit(request), timeout=self.config.request_timeout)
+        """Queue *request* through the limiter; returns once it is on the wire.
+
+        An order request (place, modify, cancel) is first written to the audit trail and
+        fsync'd; only then is it released to the limiter, carrying its record's number.
+        """
+        audit_seq = None
+        if isinstance(request, PlaceOrder | CancelOrder):
+            kind = "order_intent" if isinstance(request, PlaceOrder) else "cancel_intent"
+            audit_seq = (await self.audit(kind, **request.audit_fields())).seq
+        await self._limiter.call(Submit(request, audit_seq),
+                                 timeout=self.config.request_timeout)
 
     def events(self, kinds: Collection[type] | None = None, capacity: int = 1000) -> Subscription:
         """A subscription to the event bus (connection, TWS, supervision... events)."""
@@ -167,8 +177,9 @@ class Runtime:
             "requests_queued": lim.queued,
             "pacing_violations": lim.pacing_violations,
             "requests_failed": lim.failed,
-            "subscriptions": {"market_data": 0, "bus_subscribers": bus.subscribers},
-            "order_latency_ms": None,
+            "subscriptions": {"market_data_lines": c.market_data_lines,
+                              "bus_subscribers": bus.subscribers},
+            "order_ack_latency_ms": {"p50": c.order_ack_p50_ms, "p99": c.order_ack_p99_ms},
             "bus_published": bus.published,
             "bus_overflow_disconnects": bus.overflow_disconnects,
             "health_probes": status.watchdog.probes_sent,
@@ -235,12 +246,15 @@ def build_tree(config: IBKRConfig, runtime: Runtime, registry: Registry,
     """The supervision tree as data: a table of child specs, OTP style."""
     bus = runtime.bus
     address = registry.address
+    # Owned here, not by the audit actor, so order events keep queuing while it restarts.
+    order_events = bus.subscribe((ev.OrderStatus, ev.ExecDetails), capacity=100_000)
     core = SupervisorSpec(
         name="core",
         strategy=Strategy.ONE_FOR_ONE,
         children=(
             ChildSpec("bus", functools.partial(run_event_bus, bus=bus)),
-            ChildSpec("audit", functools.partial(run_audit, trail_path=audit_path)),
+            ChildSpec("audit", functools.partial(
+                run_audit, trail_path=audit_path, status_feed=order_events)),
         ),
     )
     session = SupervisorSpec(

@@ -30,12 +30,14 @@ import os
 import re
 import stat
 import types
-from collections.abc import AsyncIterable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
 import trio
+
+from ..protocol import events as ev
 
 __all__ = [
     "AppendAudit",
@@ -352,6 +354,7 @@ async def run_audit(
     mailbox: AsyncIterable[_Envelope],
     trail_path: str | os.PathLike[str],
     *,
+    status_feed: AsyncIterable[object] | None = None,
     clock: Callable[[], datetime.datetime] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -362,22 +365,72 @@ async def run_audit(
     write already started completes and is answered, and appends still queued stay in the
     tree-owned mailbox for the next incarnation. Bad fields fail only their caller; an
     OSError crashes the actor so that the restart reopens and repairs the trail.
+
+    ``status_feed`` (a bus subscription to order events, owned by the runtime so it keeps
+    queuing while this actor restarts) adds one ``order_status`` record per change of an
+    order's status and one ``execution`` record per fill.
     """
     opener = functools.partial(AuditTrail, trail_path, clock=clock)
     trail = await trio.to_thread.run_sync(opener)
+    lock = trio.Lock()  # one append at a time: the trail's seq is a single sequence
+
+    async def append(kind: str, fields: Mapping[str, Any]) -> AuditRecord:
+        async with lock:
+            call = functools.partial(trail.append, kind, **fields)
+            return await trio.to_thread.run_sync(call)
+
     try:
-        task_status.started()
-        async for envelope in mailbox:
-            message = envelope.message
-            if not isinstance(message, AppendAudit):
-                envelope.fail(TypeError(f"audit: unexpected message {type(message).__name__}"))
-                continue
-            append = functools.partial(trail.append, message.kind, **message.fields)
-            try:
-                record = await trio.to_thread.run_sync(append)
-            except (TypeError, ValueError) as exc:
-                envelope.fail(exc)
-                continue
-            envelope.reply(record)
+        async with trio.open_nursery() as nursery:
+            if status_feed is not None:
+                nursery.start_soon(_record_order_events, status_feed, append)
+            task_status.started()
+            async for envelope in mailbox:
+                message = envelope.message
+                if not isinstance(message, AppendAudit):
+                    envelope.fail(TypeError(
+                        f"audit: unexpected message {type(message).__name__}"))
+                    continue
+                try:
+                    record = await append(message.kind, message.fields)
+                except (TypeError, ValueError) as exc:
+                    envelope.fail(exc)
+                    continue
+                envelope.reply(record)
+            nursery.cancel_scope.cancel()
     finally:
         trail.close()
+
+
+async def _record_order_events(
+    feed: AsyncIterable[object],
+    append: Callable[[str, Mapping[str, Any]], Awaitable[AuditRecord]],
+) -> None:
+    """Turn order events from the bus into audit records, one per change.
+
+    TWS repeats an unchanged orderStatus freely (every reconnect, every openOrder request);
+    only a change of (status, filled, remaining) is a new fact worth a record.
+    """
+    last: dict[int, tuple[str, str, str]] = {}
+    async for event in feed:
+        if isinstance(event, ev.OrderStatus):
+            key = (event.status, str(event.filled), str(event.remaining))
+            if last.get(event.order_id) == key:
+                continue
+            last[event.order_id] = key
+            await append("order_status", {
+                "order_id": event.order_id, "status": event.status,
+                "filled": str(event.filled), "remaining": str(event.remaining),
+                "avg_fill_price": event.avg_fill_price, "perm_id": event.perm_id,
+                "client_id": event.client_id, "why_held": event.why_held,
+            })
+        elif isinstance(event, ev.ExecDetails):
+            execution = event.execution
+            await append("execution", {
+                "order_id": getattr(execution, "orderId", None),
+                "exec_id": getattr(execution, "execId", ""),
+                "account": getattr(execution, "acctNumber", ""),
+                "side": getattr(execution, "side", ""),
+                "shares": str(getattr(execution, "shares", "")),
+                "price": getattr(execution, "price", None),
+                "time": getattr(execution, "time", ""),
+            })

@@ -21,7 +21,10 @@ messages) lives in `connection_messages` and is re-exported here.
 
 from __future__ import annotations
 
+import collections
+import collections.abc
 import logging
+import math
 from collections.abc import Callable
 
 import attrs
@@ -32,7 +35,7 @@ from ..protocol import codes
 from ..protocol import events as ev
 from ..protocol.bridge import EventBridge
 from ..protocol.client import ConnectFailed, ConnectTimeout, NotConnected, SendFailed, TwsSession
-from ..protocol.requests import Request
+from ..protocol.requests import CancelMktData, PlaceOrder, ReqMktData, Request
 from .connection_messages import (
     Abandon,
     ClientIdInUse,
@@ -123,6 +126,9 @@ class ConnectionActor:
         self.connected_since: float | None = None
         self.last_error: str | None = None
         self.messages_sent = 0
+        self.market_data_lines: set[int] = set()
+        self._orders_in_flight: dict[int, float] = {}  # order id -> when it was written
+        self.order_ack_latencies: collections.deque[float] = collections.deque(maxlen=500)
         self._handshake: _Handshake | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -256,6 +262,21 @@ class ConnectionActor:
             await self._lost(session, str(exc))
             raise
         self.messages_sent += 1
+        self._account_for(request)
+
+    def _account_for(self, request: Request) -> None:
+        """Keep the metrics that only the single writer can keep exactly."""
+        if isinstance(request, ReqMktData) and not request.snapshot:
+            self.market_data_lines.add(request.req_id)
+        elif isinstance(request, CancelMktData):
+            self.market_data_lines.discard(request.req_id)
+        elif isinstance(request, PlaceOrder):
+            self._orders_in_flight[request.order_id] = trio.current_time()
+
+    def _order_acknowledged(self, order_id: int) -> None:
+        sent_at = self._orders_in_flight.pop(order_id, None)
+        if sent_at is not None:
+            self.order_ack_latencies.append(trio.current_time() - sent_at)
 
     def status(self) -> ConnectionStatus:
         session = self.session
@@ -272,6 +293,9 @@ class ConnectionActor:
             wanted=self.wanted,
             last_error=self.last_error,
             messages_sent=self.messages_sent,
+            market_data_lines=len(self.market_data_lines),
+            order_ack_p50_ms=_percentile_ms(self.order_ack_latencies, 0.50),
+            order_ack_p99_ms=_percentile_ms(self.order_ack_latencies, 0.99),
         )
 
     # -- the inbound side -------------------------------------------------------------------------
@@ -313,6 +337,8 @@ class ConnectionActor:
             handshake.check()
         elif isinstance(event, ev.TwsError):
             self._tws_error(session, handshake, event)
+        elif isinstance(event, ev.OrderStatus | ev.OpenOrder):
+            self._order_acknowledged(event.order_id)
         self.emit(event)
 
     def _tws_error(self, session: TwsSession, handshake: _Handshake, error: ev.TwsError) -> None:
@@ -323,6 +349,10 @@ class ConnectionActor:
             self.last_error = f"{error.code}: {error.message}"
         self.emit(ErrorOccurred(error.code, error.message, error.req_id, info))
         strategy = info.strategy
+        if strategy is codes.Strategy.MARK_SUBSCRIPTION_FAILED or error.code in (101, 322):
+            self.market_data_lines.discard(error.req_id)
+        if strategy in (codes.Strategy.REJECT_ORDER, codes.Strategy.FAIL_REQUEST):
+            self._orders_in_flight.pop(error.req_id, None)
         if strategy is codes.Strategy.CLIENT_ID_IN_USE:
             handshake.fail(ClientIdInUse(
                 f"client id {self.client_id} is already in use at "
@@ -371,8 +401,19 @@ class ConnectionActor:
             self.session = None
             self.state = ConnectionState.DISCONNECTED
             self.connected_since = None
+            # TWS forgets a client's market data with its socket.
+            self.market_data_lines.clear()
+            self._orders_in_flight.clear()
         with trio.CancelScope(shield=True):
             await session.close()
+
+
+def _percentile_ms(samples: collections.abc.Collection[float], q: float) -> float | None:
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))  # nearest rank
+    return round(ordered[index] * 1000, 3)
 
 
 async def run_connection(

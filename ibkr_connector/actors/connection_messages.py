@@ -156,3 +156,10 @@ class ConnectionStatus:
     wanted: bool
     last_error: str | None
     messages_sent: int
+    # Market-data lines this session holds at TWS (reqMktData not yet cancelled or
+    # failed): the scarce resource, 100 by default.
+    market_data_lines: int = 0
+    # How long TWS took to acknowledge placed orders (first orderStatus/openOrder), over
+    # the last orders this session placed; None until one has been measured.
+    order_ack_p50_ms: float | None = None
+    order_ack_p99_ms: float | None = None

@@ -30,7 +30,7 @@ import trio.lowlevel
 
 from ..protocol import events as ev
 from ..protocol.client import NotConnected, SendFailed
-from ..protocol.requests import PlaceOrder, Request
+from ..protocol.requests import CancelOrder, PlaceOrder, Request
 from ..supervisor import ActorCrashed, Address, CallTimeout, Envelope, Mailbox
 from .bus import EventBus
 from .connection import (
@@ -51,6 +51,8 @@ __all__ = [
     "PacingRejected",
     "RequestFailed",
     "Submit",
+    "UnauditedOrder",
+    "is_order_request",
     "run_limiter",
 ]
 
@@ -73,11 +75,21 @@ class DeliveryUnknown(RuntimeError):
     """
 
 
+class UnauditedOrder(RuntimeError):
+    """An order request arrived without the audit record that must precede it on the wire."""
+
+
 @attrs.frozen
 class Submit:
-    """Call (or cast): queue *request*; a call is answered once it is written."""
+    """Call (or cast): queue *request*; a call is answered once it is written.
+
+    An order request (place, modify, cancel) must carry ``audit_seq``: the sequence number
+    of its fsync'd audit record. The limiter refuses one without, so no path to the wire,
+    present or future, can skip the audit trail.
+    """
 
     request: Request
+    audit_seq: int | None = None
 
 
 @attrs.frozen
@@ -197,6 +209,9 @@ async def run_limiter(
             async for envelope in mailbox:
                 message = envelope.message
                 if isinstance(message, Submit):
+                    if is_order_request(message.request) and message.audit_seq is None:
+                        _refuse_unaudited(message.request, envelope, bus)
+                        continue
                     outbound.push(_Pending(message.request, envelope if envelope.is_call else None))
                 elif isinstance(message, GetLimiterStats):
                     envelope.reply(outbound.stats(trio.current_time()))
@@ -306,6 +321,21 @@ def _match(recent: deque[_Pending], req_id: int) -> _Pending | None:
         if (req_id >= 0 and rid == req_id) or (req_id < 0 and rid is None):
             return item
     return None
+
+
+def is_order_request(request: Request) -> bool:
+    """Requests that change orders at TWS: each needs an audit record first."""
+    return isinstance(request, PlaceOrder | CancelOrder)
+
+
+def _refuse_unaudited(request: Request, envelope: Envelope, bus: EventBus) -> None:
+    error = UnauditedOrder(
+        f"{type(request).__name__} has no audit record; submit orders through the runtime")
+    log.error("refused an order request without an audit record")
+    if envelope.is_call:
+        envelope.fail(error)
+    else:
+        bus.publish(RequestFailed(request, error))
 
 
 def _give_up(outbound: OutboundQueue, item: _Pending, error: Exception, bus: EventBus) -> None:

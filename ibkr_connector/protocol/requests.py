@@ -71,6 +71,25 @@ def _contract(instance: object, attribute: attrs.Attribute[Any], value: Contract
         )
 
 
+def _price(value: float) -> str | None:
+    # ibapi marks "no price" with UNSET_DOUBLE; keep the audit readable and exact.
+    return None if value is None or value >= 1.7e308 else repr(value)
+
+
+def _contract_fields(contract: Contract) -> dict[str, Any]:
+    legs = [
+        {"con_id": leg.conId, "ratio": leg.ratio, "action": leg.action,
+         "exchange": leg.exchange}
+        for leg in (contract.comboLegs or [])
+    ]
+    return {
+        "con_id": contract.conId, "symbol": contract.symbol, "sec_type": contract.secType,
+        "expiry": contract.lastTradeDateOrContractMonth, "strike": _price(contract.strike),
+        "right": contract.right, "multiplier": contract.multiplier,
+        "exchange": contract.exchange, "currency": contract.currency, "legs": legs,
+    }
+
+
 class Request:
     """Base of every outbound request."""
 
@@ -206,6 +225,24 @@ class PlaceOrder(Request):
     def apply(self, client: Any) -> None:
         client.placeOrder(self.order_id, self.contract, self.order)
 
+    def audit_fields(self) -> dict[str, Any]:
+        """Everything that defines this intent, for the audit trail (never for a log)."""
+        o, c = self.order, self.contract
+        return {
+            "order_id": self.order_id,
+            "action": o.action,
+            "quantity": str(o.totalQuantity),
+            "order_type": o.orderType,
+            "limit_price": _price(o.lmtPrice),
+            "aux_price": _price(o.auxPrice),
+            "tif": o.tif,
+            "account": o.account,
+            "transmit": bool(o.transmit),
+            "parent_id": o.parentId,
+            "what_if": bool(o.whatIf),
+            "contract": _contract_fields(c),
+        }
+
     @property
     def request_id(self) -> int:
         return self.order_id
@@ -218,6 +255,9 @@ class CancelOrder(Request):
 
     def apply(self, client: Any) -> None:
         client.cancelOrder(self.order_id, OrderCancel())
+
+    def audit_fields(self) -> dict[str, Any]:
+        return {"order_id": self.order_id}
 
     @property
     def request_id(self) -> int:
