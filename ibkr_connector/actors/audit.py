@@ -32,12 +32,13 @@ import stat
 import types
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import trio
 
 from ..protocol import events as ev
+from ..supervisor import Mailbox
 
 __all__ = [
     "AppendAudit",
@@ -336,22 +337,8 @@ class AppendAudit:
     fields: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
 
 
-class _Envelope(Protocol):
-    """What the supervisor's mailbox yields (see ``ibkr_connector.supervisor``)."""
-
-    @property
-    def message(self) -> object:
-        """The message sent by cast or call."""
-
-    def reply(self, value: Any) -> None:
-        """Answer a call (no-op for a cast)."""
-
-    def fail(self, exc: BaseException) -> None:
-        """Raise ``exc`` in the caller of a call (no-op for a cast)."""
-
-
 async def run_audit(
-    mailbox: AsyncIterable[_Envelope],
+    mailbox: Mailbox,
     trail_path: str | os.PathLike[str],
     *,
     status_feed: AsyncIterable[object] | None = None,

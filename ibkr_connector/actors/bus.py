@@ -27,11 +27,12 @@ no subscription.
 from __future__ import annotations
 
 import collections
-from collections.abc import AsyncIterable, AsyncIterator, Collection, Hashable
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Collection, Hashable
 
 import attrs
 import trio
+
+from ..supervisor import Mailbox
 
 __all__ = [
     "BusStats",
@@ -335,22 +336,8 @@ class BusStats:
     """Call: reply is an :class:`EventBusStats`."""
 
 
-class _Envelope(Protocol):
-    """What the supervisor's mailbox yields (see ``ibkr_connector.supervisor``)."""
-
-    @property
-    def message(self) -> object:
-        """The message sent by cast or call."""
-
-    def reply(self, value: Any) -> None:
-        """Answer a call (no-op for a cast)."""
-
-    def fail(self, exc: BaseException) -> None:
-        """Raise ``exc`` in the caller of a call (no-op for a cast)."""
-
-
 async def run_event_bus(
-    mailbox: AsyncIterable[_Envelope],
+    mailbox: Mailbox,
     bus: EventBus,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,

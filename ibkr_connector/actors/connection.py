@@ -36,6 +36,7 @@ from ..protocol import events as ev
 from ..protocol.bridge import EventBridge
 from ..protocol.client import ConnectFailed, ConnectTimeout, NotConnected, SendFailed, TwsSession
 from ..protocol.requests import CancelMktData, PlaceOrder, ReqMktData, Request
+from ..supervisor import Envelope, Mailbox
 from .connection_messages import (
     Abandon,
     ClientIdInUse,
@@ -417,7 +418,7 @@ def _percentile_ms(samples: collections.abc.Collection[float], q: float) -> floa
 
 
 async def run_connection(
-    mailbox: object,
+    mailbox: Mailbox,
     config: IBKRConfig,
     emit: Emit,
     *,
@@ -434,15 +435,15 @@ async def run_connection(
         actor.attach(nursery)
         try:
             task_status.started(actor)
-            async for envelope in mailbox:  # type: ignore[attr-defined]
+            async for envelope in mailbox:
                 await _handle(actor, envelope)
         finally:
             await actor.shutdown()
             nursery.cancel_scope.cancel()
 
 
-async def _handle(actor: ConnectionActor, envelope: object) -> None:
-    message = envelope.message  # type: ignore[attr-defined]
+async def _handle(actor: ConnectionActor, envelope: Envelope) -> None:
+    message = envelope.message
     try:
         if isinstance(message, Send):
             await actor.send(message.request)
@@ -462,6 +463,6 @@ async def _handle(actor: ConnectionActor, envelope: object) -> None:
         else:
             raise TypeError(f"connection actor got an unknown message {message!r}")
     except (ConnectFailed, NotConnected, SendFailed, TypeError) as exc:
-        envelope.fail(exc)  # type: ignore[attr-defined]
+        envelope.fail(exc)
         return
-    envelope.reply(result)  # type: ignore[attr-defined]
+    envelope.reply(result)
