@@ -17,6 +17,7 @@ import trio
 
 from .actors.connection import ConnectionEstablished, ConnectionLost, ConnectionRecovered
 from .actors.control import control_request, format_tree
+from .actors.watchdog import ReconnectScheduled
 from .config import IBKRConfig, WatchdogConfig
 from .runtime import mask_account, open_runtime
 from .simulator import SimulatorConfig, open_simulator
@@ -67,6 +68,7 @@ async def run_demo() -> int:
                                     control_path=control_path) as runtime:
                 connection_events = runtime.events(
                     (ConnectionEstablished, ConnectionLost, ConnectionRecovered))
+                reconnects = runtime.events((ReconnectScheduled,))
                 status = await runtime.connect()
                 accounts = ", ".join(mask_account(a) for a in status.accounts)
                 say("connected", f"server version {status.server_version}, account {accounts}, "
@@ -87,7 +89,14 @@ async def run_demo() -> int:
                 recovered = await _first(connection_events, ConnectionRecovered)
                 back_at = down_at + refused_for
                 took = trio.current_time() - back_at
-                say("recovered", f"reconnected {took:.2f} s after TWS was back (reconnect "
+                step = 0.0
+                while reconnects.pending():
+                    scheduled = reconnects.receive_nowait()
+                    if isinstance(scheduled, ReconnectScheduled):
+                        step = scheduled.delay
+                reconnects.close()
+                say("recovered", f"reconnected {took:.2f} s after TWS was back (backoff step "
+                                 f"in force: {step:.2f} s; reconnect "
                                  f"#{recovered.reconnects})")  # type: ignore[attr-defined]
 
                 # -- an actor crash --------------------------------------------------------
