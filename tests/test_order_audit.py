@@ -17,7 +17,7 @@ from ibkr_connector.protocol import events as ev
 from ibkr_connector.protocol.requests import CancelMktData, CancelOrder, PlaceOrder, ReqMktData
 from ibkr_connector.runtime import open_runtime
 from ibkr_connector.simulator import TwsSimulator
-from ibkr_connector.supervisor import ActorNotRunning
+from ibkr_connector.supervisor import ActorCrashed, ActorNotRunning, CallTimeout
 
 _PLACE_ORDER = 3
 
@@ -130,3 +130,47 @@ async def test_stats_count_market_data_lines_held_at_tws(
         after_drop = (await rt.stats())["subscriptions"]
     assert held["market_data_lines"] == 1  # type: ignore[index]
     assert after_drop["market_data_lines"] == 0  # type: ignore[index]
+
+
+async def test_an_order_whose_caller_gave_up_is_never_sent_late(
+    sim: TwsSimulator, tmp_path: Path
+) -> None:
+    async with open_runtime(IBKRConfig(port=sim.port), audit_path=tmp_path / "a.jsonl",
+                            connect=True) as rt:
+        await rt.disconnect()
+        limiter = rt.supervisor.address("limiter")
+        with pytest.raises(CallTimeout):  # TWS is away: the caller stops waiting
+            await limiter.call(Submit(PlaceOrder(21, _spread_leg(), _order()), audit_seq=1),
+                               timeout=0.2)
+        await rt.connect()
+        await rt.submit(PlaceOrder(22, _spread_leg(), _order()))  # the queue moves on
+        stats = (await rt.status()).limiter
+    assert 21 not in _placed(sim)
+    assert 22 in _placed(sim)
+    assert stats.failed == 1
+
+
+async def test_an_order_held_across_a_limiter_restart_is_not_sent_after_its_caller_failed(
+    sim: TwsSimulator, tmp_path: Path
+) -> None:
+    async with open_runtime(IBKRConfig(port=sim.port), audit_path=tmp_path / "a.jsonl",
+                            connect=True) as rt:
+        await rt.disconnect()
+        limiter = rt.supervisor.address("limiter")
+        async with trio.open_nursery() as nursery:
+            outcome: list[BaseException] = []
+
+            async def place() -> None:
+                try:
+                    await limiter.call(
+                        Submit(PlaceOrder(31, _spread_leg(), _order()), audit_seq=1))
+                except (ActorNotRunning, ActorCrashed) as exc:
+                    outcome.append(exc)
+
+            nursery.start_soon(place)
+            await trio.sleep(0.1)
+            await rt.restart("limiter")
+        await rt.connect()
+        await rt.submit(CancelMktData(1))  # the restarted limiter serves
+    assert outcome  # the caller was told it failed...
+    assert 31 not in _placed(sim)  # ...and so it did not happen

@@ -16,6 +16,9 @@ What it promises:
   `PacingRejected` (published as `RequestFailed` on the bus).
 - *A submit returns when the request is on the wire*, not when TWS answers: most TWS requests
   have no acknowledgement, and answers arrive as events.
+- *A submit that raised did not happen.* A queued request whose caller stopped waiting (its
+  call timed out, or the limiter restarted while holding it) is dropped, not sent late: a
+  stale order must not fire after a long outage, nor twice when its caller retries.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ __all__ = [
     "LimiterStats",
     "OutboundQueue",
     "PacingRejected",
+    "RequestAbandoned",
     "RequestFailed",
     "Submit",
     "UnauditedOrder",
@@ -73,6 +77,10 @@ class DeliveryUnknown(RuntimeError):
 
     Orders are never re-sent blindly: the order book reconciles with TWS instead.
     """
+
+
+class RequestAbandoned(RuntimeError):
+    """The caller stopped waiting before the request was sent, so it was not sent."""
 
 
 class UnauditedOrder(RuntimeError):
@@ -248,6 +256,13 @@ async def _write_loop(
             await trio.lowlevel.checkpoint()
             continue
         item = outbound.queue.pop()
+        if item.envelope is not None and item.envelope.abandoned:
+            # The caller was told this request failed (timed out, or the limiter was
+            # restarted while holding it): sending it now would surprise them, and for
+            # an order invite a duplicate when they retry. It does not go out.
+            _give_up(outbound, item, RequestAbandoned(
+                f"{type(item.request).__name__} abandoned by its caller before it was sent"), bus)
+            continue
         try:
             await connection.call(Send(item.request), timeout=send_timeout)
         except NotConnected:

@@ -76,6 +76,15 @@ class Envelope:
     def is_call(self) -> bool:
         return self._slot is not None
 
+    @property
+    def abandoned(self) -> bool:
+        """True once nobody waits for the answer: the caller timed out or was cancelled,
+        or the system failed the call (the actor crashed or was stopped while holding it).
+        An actor that queues work beyond its own incarnation checks this before acting,
+        so that a caller who was told "failed" is never surprised by the work happening.
+        """
+        return self._slot is not None and self._slot.state is _SlotState.SETTLED
+
     def reply(self, value: object = None) -> None:
         """Answer the call: the caller's ``call`` returns ``value``."""
         if self._slot is not None:
