@@ -220,3 +220,30 @@ async def test_disconnect_is_reported_as_requested(sim: TwsSimulator) -> None:
         lost = await events.wait_for(ConnectionLost)
     assert lost.requested
     assert not actor.wanted
+
+
+async def test_a_session_that_dies_during_start_up_is_never_reported_connected(
+    sim: TwsSimulator,
+) -> None:
+    # TWS's start-up replies and a fatal frame arrive together, so the session is dead
+    # before connect() has even resumed. It must fail (or be lost), never stay connected.
+    for _ in range(5):
+        async with running_actor(sim) as (actor, events):
+            async with trio.open_nursery() as nursery:
+                outcome: list[object] = []
+
+                async def connect() -> None:
+                    try:
+                        outcome.append(await actor.connect())
+                    except ConnectFailed as exc:
+                        outcome.append(exc)
+
+                nursery.start_soon(connect)
+                await sim.wait_for_clients(1)
+                await sim.send_malformed()
+            with trio.fail_after(5):
+                while actor.session is not None and actor.session.is_connected():
+                    await trio.sleep(0.01)
+            await trio.sleep(0.05)
+            assert not actor.is_connected()
+            assert actor.session is None

@@ -381,10 +381,14 @@ class ConnectionActor:
                 self.emit(LinkRestored(data_lost, error.message))
 
     async def _session_ended(self, session: TwsSession, handshake: _Handshake, reason: str) -> None:
-        if not handshake.done.is_set():
+        # Still starting up: connect() has not declared the session established, even if
+        # nextValidId and the accounts are in (they may share a batch with the fatal frame,
+        # all processed before connect() resumes). Fail the start-up, however far it got.
+        starting = session is self.session and self.state is ConnectionState.CONNECTING
+        if starting or not handshake.done.is_set():
             handshake.fail(ConnectFailed(
                 f"TWS at {self.config.host}:{self.config.port} closed the connection during "
-                f"start-up ({reason})"))
+                f"start-up ({reason})"), rank=1)
             return
         if session is self.session and self.is_connected():
             await self._lost(session, reason)
