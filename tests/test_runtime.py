@@ -197,3 +197,21 @@ async def test_leaving_the_runtime_leaves_no_thread(sim: TwsSimulator, tmp_path:
         await runtime.disconnect()
         await runtime.connect()
     assert set(our_threads()) - before == set()
+
+
+async def test_a_watchdog_restarted_while_the_connection_is_down_reconnects(
+    sim: TwsSimulator, tmp_path: Path
+) -> None:
+    wd = WatchdogConfig(reconnect_initial_delay=0.05, reconnect_max_delay=0.1)
+    async with runtime_for(sim, tmp_path, watchdog=wd) as runtime:
+        await runtime.stop("watchdog")
+        await sim.drop_all()  # nobody is watching when the connection goes
+        with trio.fail_after(5):
+            while await runtime.is_connected():
+                await trio.sleep(0.01)
+        await runtime.start("watchdog")
+        with trio.fail_after(10):
+            while not await runtime.is_connected():
+                await trio.sleep(0.02)
+        status = (await runtime.status()).connection
+    assert status.reconnects == 1

@@ -31,7 +31,7 @@ from ..config import IBKRConfig
 from ..protocol import events as ev
 from ..protocol.client import ConnectFailed
 from ..protocol.requests import ReqCurrentTime
-from ..supervisor import ActorCrashed, Address, CallTimeout, Mailbox
+from ..supervisor import ActorCrashed, ActorNotRunning, Address, CallTimeout, Mailbox
 from .bus import EventBus
 from .connection import (
     Abandon,
@@ -39,7 +39,9 @@ from .connection import (
     ConnectionEstablished,
     ConnectionLost,
     ConnectionRecovered,
-    IsConnected,
+    ConnectionState,
+    ConnectionStatus,
+    GetStatus,
     LinkRestored,
 )
 from .limiter import Submit
@@ -155,13 +157,20 @@ async def run_watchdog(
          ev.CurrentTime, ev.CurrentTimeInMillis),
         capacity=10_000,
     )
+    # Learn where things stand: a loss that happened before we subscribed (say, while an
+    # operator restarted us) sent its ConnectionLost to nobody. If the connection is
+    # wanted and down, reconnecting is our job now.
     try:
-        if await connection.call(IsConnected(), timeout=5.0):
+        status = await connection.call(GetStatus(), timeout=5.0)
+    except (ActorCrashed, ActorNotRunning, CallTimeout):
+        status = None
+    if isinstance(status, ConnectionStatus):
+        if status.state in (ConnectionState.CONNECTED, ConnectionState.LINK_DOWN):
             state.connected = True
             state.up.set()
             backoff.on_connected(trio.current_time())
-    except (ActorCrashed, CallTimeout):
-        pass
+        elif status.wanted and status.state is ConnectionState.DISCONNECTED:
+            state.lost.set()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_listen, subscription, state, backoff, window, wall_clock, bus)
         nursery.start_soon(_reconnect_loop, state, backoff, window, wall_clock, connection,
