@@ -3,17 +3,19 @@
 Sans-IO helpers of the fault API. Each malformed kind is something a broken or newer TWS
 could put on the wire, chosen for how the unmodified ``ibapi`` client reacts to it:
 
-``bad_msg_id``      a frame whose message id is not a number (``EClient.run`` fails to
-                    parse it and its message loop ends);
-``unknown_msg_id``  a well-formed frame with an id ``ibapi`` has no handler for (the client
-                    reports error 505 and carries on);
-``truncated``       a ``TICK_PRICE`` frame cut short after its ticker id (the decoder runs
-                    out of fields);
-``garbage``         a frame of seeded random bytes, not valid text.
+``bad_msg_id``      a frame whose message id is not a number: ``int()`` fails inside
+                    ``EClient.run``, the exception escapes and the client disconnects;
+``unknown_msg_id``  a well-formed frame with an id ``ibapi`` has no handler for: the
+                    client reports error 505 and carries on;
+``truncated``       a ``TICK_PRICE`` frame cut short after its ticker id: the decoder runs
+                    out of fields and (ibapi 10.50) fails while reporting it, so the
+                    exception escapes ``EClient.run`` too;
+``garbage``         a frame of seeded random bytes, not a number nor valid text.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import struct
 
@@ -44,12 +46,21 @@ def malformed_frame(kind: str, rng: random.Random) -> bytes:
     raise ValueError(f"unknown malformed kind {kind!r}; choose from {', '.join(MALFORMED_KINDS)}")
 
 
+_FLOOD_CYCLE = 100
+
+
+@functools.lru_cache(maxsize=64)
+def _flood_cycle(req_id: int) -> tuple[bytes, ...]:
+    # Prices cycle through 100 cents and bid/ask alternate, so the frame for tick i only
+    # depends on i % 100: encode the cycle once and reuse it (a flood is write-bound).
+    return tuple(
+        msg.tick_price(req_id, 1 if i % 2 == 0 else 2, 100.0 + i / 100, size=1)
+        for i in range(_FLOOD_CYCLE)
+    )
+
+
 def tick_flood(req_id: int, start: int, count: int) -> bytes:
     """``count`` TICK_PRICE frames (bid/ask alternating, prices cycling in cents) as one
     buffer, numbered from ``start`` so consecutive batches continue the sequence."""
-    parts = []
-    for i in range(start, start + count):
-        tick_type = 1 if i % 2 == 0 else 2
-        price = 100.0 + (i % 100) / 100
-        parts.append(msg.tick_price(req_id, tick_type, price, size=1))
-    return b"".join(parts)
+    cycle = _flood_cycle(req_id)
+    return b"".join(cycle[i % _FLOOD_CYCLE] for i in range(start, start + count))

@@ -43,13 +43,32 @@ async def open_simulator(config: SimulatorConfig | None = None) -> AsyncIterator
     exit every connection is closed and every background task cancelled.
     """
     config = config or SimulatorConfig()
-    async with trio.open_nursery() as nursery:
-        sim = TwsSimulator(config, nursery)
-        await sim._listen()
-        try:
-            yield sim
-        finally:
-            nursery.cancel_scope.cancel()
+    # Bind before the nursery exists, so a port in use raises a plain OSError here
+    # rather than one wrapped in an exception group.
+    listeners = await _bind(config.host, config.port)
+    try:
+        async with trio.open_nursery() as nursery:
+            sim = TwsSimulator(config, nursery)
+            sim._serve_listeners(listeners)
+            listeners = []
+            try:
+                yield sim
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        for listener in listeners:
+            listener.socket.close()
+
+
+async def _bind(host: str, port: int) -> list[trio.SocketListener]:
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound = listeners[0].socket.getsockname()[1]
+    # With port 0 each address family gets its own port: keep the first family only.
+    keep = [ln for ln in listeners if ln.socket.getsockname()[1] == bound]
+    for listener in listeners:
+        if listener not in keep:
+            listener.socket.close()
+    return keep
 
 
 @attrs.define
@@ -195,19 +214,15 @@ class TwsSimulator:
         self._changed = trio.Event()
 
     async def _listen(self) -> None:
-        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
-        port = listeners[0].socket.getsockname()[1]
-        # With port 0 each address family gets its own port: keep the first family only.
-        keep = [ln for ln in listeners if ln.socket.getsockname()[1] == port]
-        for listener in listeners:
-            if listener not in keep:
-                listener.socket.close()
-        self.port = port
+        self._serve_listeners(await _bind(self.host, self.port))
+
+    def _serve_listeners(self, listeners: list[trio.SocketListener]) -> None:
+        self.port = listeners[0].socket.getsockname()[1]
         listening = _Listening(trio.CancelScope(), trio.Event())
         self._listening = listening
-        self._nursery.start_soon(self._accept_loop, keep, listening)
-        logger.info("simulated TWS listening on %s:%d (server version %d)", self.host, port,
-                    self.config.server_version)
+        self._nursery.start_soon(self._accept_loop, listeners, listening)
+        logger.info("simulated TWS listening on %s:%d (server version %d)", self.host,
+                    self.port, self.config.server_version)
 
     async def _stop_listening(self) -> None:
         listening, self._listening = self._listening, None

@@ -6,7 +6,7 @@ received message); ``ClientSession`` is one connection: it feeds the codec, appl
 rate rule and turns each event into actions (``Send`` bytes, ``Close``). Time is passed
 in, so the whole layer runs in tests without sockets or a clock.
 
-Choices where TWS's behaviour is not written down (see docs/architecture.md):
+Choices where TWS's behaviour is not written down:
 
 * an unknown message id (not in ``ibapi.message.OUT``) is answered with error 320
   ("Server error when reading an API client request", reqId -1) and skipped; the frame is

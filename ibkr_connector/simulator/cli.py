@@ -95,11 +95,26 @@ def run_sim(args: argparse.Namespace) -> int:
         trio.run(_serve, config, control)
     except KeyboardInterrupt:
         return 0
-    except ControlError as exc:
-        return _fail(str(exc))
-    except OSError as exc:
-        return _fail(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}")
+    except BaseExceptionGroup as group:  # errors raised inside nurseries arrive grouped
+        match = group.subgroup(lambda exc: isinstance(exc, ControlError | OSError))
+        if match is None:
+            raise
+        return _user_error(_first_leaf(match), config)
+    except (ControlError, OSError) as exc:
+        return _user_error(exc, config)
     return 0
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+def _user_error(error: BaseException, config: SimulatorConfig) -> int:
+    if isinstance(error, OSError):
+        return _fail(f"cannot listen on {config.host}:{config.port}: {error.strerror or error}")
+    return _fail(str(error))
 
 
 async def _serve(config: SimulatorConfig, control: str) -> None:

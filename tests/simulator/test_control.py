@@ -6,6 +6,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -114,6 +115,27 @@ def test_sim_rejects_a_bad_version_with_one_line(capsys: pytest.CaptureFixture[s
     assert args.func(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "server_version" in err
+
+
+def test_sim_reports_a_port_in_use_with_one_line(
+        control_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        args = parse_cli("sim", "--port", str(taken.getsockname()[1]), "--control", control_path)
+        assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot listen" in err
+
+
+def test_sim_reports_an_unusable_control_path_with_one_line(
+        control_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with open(control_path, "w"):
+        pass
+    args = parse_cli("sim", "--port", "0", "--control", control_path)
+    assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a socket" in err
 
 
 async def test_fault_command_talks_to_the_control_socket(
