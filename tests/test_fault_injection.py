@@ -76,7 +76,7 @@ async def test_runtime_keeps_its_promises_under_random_faults(
                 nursery.start_soon(run_schedule, sim, schedule, runtime.restart)
             sim.set_reply_delay(0)
             # Settle: connected again, queue drained, every actor running.
-            with trio.fail_after(20):
+            with trio.move_on_after(20) as settling:
                 while True:
                     status = await runtime.status()
                     states = _all_states(runtime.tree())
@@ -86,6 +86,7 @@ async def test_runtime_keeps_its_promises_under_random_faults(
                             and all(s is ChildState.RUNNING for s in states)):
                         break
                     await trio.sleep(0.05)
+            assert not settling.cancelled_caught, f"did not settle: {status}, {states}"
     received = [int(m.fields[1]) for m in sim.received
                 if m.msg_id == _REQ_MKT_DATA and not m.rejected_for_pacing]
     assert len(received) == len(set(received)), "a request reached TWS twice"

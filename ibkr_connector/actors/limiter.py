@@ -34,7 +34,7 @@ import trio.lowlevel
 from ..protocol import events as ev
 from ..protocol.client import NotConnected, SendFailed
 from ..protocol.requests import CancelOrder, PlaceOrder, Request
-from ..supervisor import ActorCrashed, Address, CallTimeout, Envelope, Mailbox
+from ..supervisor import ActorCrashed, ActorNotRunning, Address, CallTimeout, Envelope, Mailbox
 from .bus import EventBus
 from .connection import (
     ConnectionEstablished,
@@ -256,36 +256,52 @@ async def _write_loop(
             await trio.lowlevel.checkpoint()
             continue
         item = outbound.queue.pop()
-        if item.envelope is not None and item.envelope.abandoned:
-            # The caller was told this request failed (timed out, or the limiter was
-            # restarted while holding it): sending it now would surprise them, and for
-            # an order invite a duplicate when they retry. It does not go out.
-            _give_up(outbound, item, RequestAbandoned(
-                f"{type(item.request).__name__} abandoned by its caller before it was sent"), bus)
-            continue
-        try:
-            await connection.call(Send(item.request), timeout=send_timeout)
-        except NotConnected:
+        # From pop to recorded outcome the item lives only in this frame: a restart of
+        # the limiter (a cancellation) landing in between would lose it. Shielded, and
+        # bounded by the send timeout.
+        with trio.CancelScope(shield=True):
+            await _send_one(item, outbound, connection, link, send_timeout, bus)
+
+
+async def _send_one(
+    item: _Pending, outbound: OutboundQueue, connection: Address, link: _Link,
+    send_timeout: float, bus: EventBus,
+) -> None:
+    if item.envelope is not None and item.envelope.abandoned:
+        # The caller was told this request failed (timed out, or the limiter was
+        # restarted while holding it): sending it now would surprise them, and for an
+        # order invite a duplicate when they retry. It does not go out.
+        _give_up(outbound, item, RequestAbandoned(
+            f"{type(item.request).__name__} abandoned by its caller before it was sent"), bus)
+        return
+    try:
+        await connection.call(Send(item.request), timeout=send_timeout)
+    except NotConnected:
+        outbound.push(item, front=True)
+        link.set(False)
+        return
+    except (SendFailed, ActorCrashed, ActorNotRunning, CallTimeout) as exc:
+        # Delivery unknown. An order is never re-sent on a guess (the order book
+        # reconciles with TWS instead); anything else is safe to ask again, once the
+        # connection is back.
+        if isinstance(item.request, PlaceOrder):
+            _give_up(outbound, item, DeliveryUnknown(str(exc)), bus)
+        else:
             outbound.push(item, front=True)
+        if not isinstance(exc, CallTimeout):
+            # The session (or the connection actor) is gone: wait for the bus to say it
+            # is back. A mere slow answer says nothing of the kind.
             link.set(False)
-            continue
-        except (SendFailed, ActorCrashed, CallTimeout) as exc:
-            # Delivery unknown. An order is never re-sent on a guess (the order book
-            # reconciles with TWS instead); anything else is safe to ask again.
-            if isinstance(item.request, PlaceOrder):
-                _give_up(outbound, item, DeliveryUnknown(str(exc)), bus)
-            else:
-                outbound.push(item, front=True)
-            continue
-        now = trio.current_time()
-        item.sent_at = now
-        outbound.sent += 1
-        outbound.window.record(now)
-        outbound.recent.append(item)
-        _forget_old(outbound.recent, now)
-        if item.envelope is not None:
-            item.envelope.reply(None)
-            item.envelope = None
+        return
+    now = trio.current_time()
+    item.sent_at = now
+    outbound.sent += 1
+    outbound.window.record(now)
+    outbound.recent.append(item)
+    _forget_old(outbound.recent, now)
+    if item.envelope is not None:
+        item.envelope.reply(None)
+        item.envelope = None
 
 
 def _forget_old(recent: deque[_Pending], now: float) -> None:
