@@ -215,3 +215,33 @@ async def test_a_watchdog_restarted_while_the_connection_is_down_reconnects(
                 await trio.sleep(0.02)
         status = (await runtime.status()).connection
     assert status.reconnects == 1
+
+
+def test_text_ibapi_would_refuse_is_a_typed_error_before_the_wire() -> None:
+    from ibkr_connector.protocol.requests import RequestError
+
+    contract = _contract()
+    contract.symbol = "SPÝ"
+    with pytest.raises(RequestError, match="symbol must be printable ASCII"):
+        ReqMktData(5, contract)
+
+
+async def test_a_request_ibapi_refuses_fails_alone_and_the_queue_moves_on(
+    sim: TwsSimulator, tmp_path: Path
+) -> None:
+    import attrs
+
+    from ibkr_connector.protocol.client import RequestRefused
+
+    contract = _contract()
+    contract.symbol = "SPÝ"
+    with attrs.validators.disabled():  # past our own check, to reach ibapi's
+        refused = ReqMktData(5, contract)
+    async with runtime_for(sim, tmp_path) as runtime:
+        with pytest.raises(RequestRefused):
+            await runtime.submit(refused)
+        await runtime.submit(ReqMktData(6, _contract()))  # not stuck behind it
+        stats = (await runtime.status()).limiter
+    reached = {int(m.fields[1]) for m in sim.received if m.msg_id == 1}
+    assert reached == {6}
+    assert stats.failed == 1

@@ -34,7 +34,14 @@ from ..config import IBKRConfig
 from ..protocol import codes
 from ..protocol import events as ev
 from ..protocol.bridge import EventBridge
-from ..protocol.client import ConnectFailed, ConnectTimeout, NotConnected, SendFailed, TwsSession
+from ..protocol.client import (
+    ConnectFailed,
+    ConnectTimeout,
+    NotConnected,
+    RequestRefused,
+    SendFailed,
+    TwsSession,
+)
 from ..protocol.requests import CancelMktData, PlaceOrder, ReqMktData, Request
 from ..supervisor import Envelope, Mailbox
 from .connection_messages import (
@@ -466,7 +473,7 @@ async def _handle(actor: ConnectionActor, envelope: Envelope) -> None:
             result = None
         else:
             raise TypeError(f"connection actor got an unknown message {message!r}")
-    except (ConnectFailed, NotConnected, SendFailed, TypeError) as exc:
+    except (ConnectFailed, NotConnected, RequestRefused, SendFailed, TypeError) as exc:
         envelope.fail(exc)
         return
     envelope.reply(result)

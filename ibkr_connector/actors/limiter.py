@@ -32,7 +32,7 @@ import trio
 import trio.lowlevel
 
 from ..protocol import events as ev
-from ..protocol.client import NotConnected, SendFailed
+from ..protocol.client import NotConnected, RequestRefused, SendFailed
 from ..protocol.requests import CancelOrder, PlaceOrder, Request
 from ..supervisor import ActorCrashed, ActorNotRunning, Address, CallTimeout, Envelope, Mailbox
 from .bus import EventBus
@@ -175,10 +175,20 @@ class OutboundQueue:
         )
 
 
+# While the link is down, how often to ask the connection directly rather than wait for
+# the bus: an event published while this actor restarted went to nobody.
+_LINK_RECHECK = 1.0
+
+
 @attrs.define
 class _Link:
-    """Whether the connection can take writes, as the bus tells it."""
+    """Whether the connection can take writes: told by the bus, checked at the source.
 
+    Events are edges; an edge published while this actor was restarting is missed. So a
+    wait for the link also asks the connection itself, once a second, whether it is up.
+    """
+
+    connection: Address
     up: bool = False
     changed: trio.Event = attrs.Factory(trio.Event)
 
@@ -189,7 +199,10 @@ class _Link:
 
     async def wait_up(self) -> None:
         while not self.up:
-            await self.changed.wait()
+            with trio.move_on_after(_LINK_RECHECK):
+                await self.changed.wait()
+            if not self.up and await _connection_is_up(self.connection):
+                self.set(True)
 
 
 async def run_limiter(
@@ -203,7 +216,7 @@ async def run_limiter(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `Submit` from *mailbox* and write queued requests at the governed rate."""
-    link = _Link()
+    link = _Link(connection)
     # Ask the connection once: the bus only tells us about changes after we subscribed.
     subscription = bus.subscribe(
         (ConnectionEstablished, ConnectionRecovered, ConnectionLost, ev.TwsError), capacity=10_000
@@ -279,6 +292,9 @@ async def _send_one(
     except NotConnected:
         outbound.push(item, front=True)
         link.set(False)
+        return
+    except RequestRefused as exc:
+        _give_up(outbound, item, exc, bus)
         return
     except (SendFailed, ActorCrashed, ActorNotRunning, CallTimeout) as exc:
         # Delivery unknown. An order is never re-sent on a guess (the order book

@@ -250,15 +250,19 @@ async def _reconnect_loop(
                 if state.connected:
                     break
                 try:
-                    await connection.call(Connect(), timeout=config.connection_timeout + 5.0)
-                except (ConnectFailed, ActorCrashed, CallTimeout) as exc:
+                    reply = await connection.call(Connect(),
+                                                  timeout=config.connection_timeout + 5.0)
+                except (ConnectFailed, ActorCrashed, ActorNotRunning, CallTimeout) as exc:
                     log.log(logging.INFO if expected else logging.WARNING,
                             "reconnect attempt failed: %s", exc)
                     continue
-                # Connected: the ConnectionRecovered event will update the state; wait for it
-                # so the next iteration does not race the bus.
-                with trio.move_on_after(config.connection_timeout):
-                    await state.up.wait()
+                # The reply is the truth: a connection that was already up (recovered by an
+                # attempt whose event we missed, say across our own restart) emits nothing.
+                if isinstance(reply, ConnectionStatus) and reply.state in (
+                        ConnectionState.CONNECTED, ConnectionState.LINK_DOWN):
+                    state.connected = True
+                    state.up.set()
+                    backoff.on_connected(trio.current_time())
         finally:
             state.reconnecting = False
         state.lost = trio.Event()

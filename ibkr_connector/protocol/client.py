@@ -28,7 +28,10 @@ from . import events as ev
 from .bridge import EventBridge
 from .requests import Request
 
-__all__ = ["ConnectFailed", "ConnectTimeout", "NotConnected", "SendFailed", "TwsSession"]
+__all__ = [
+    "ConnectFailed", "ConnectTimeout", "NotConnected", "RequestRefused", "SendFailed",
+    "TwsSession",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,12 @@ class ConnectTimeout(ConnectFailed):
 
 class NotConnected(ConnectionError):
     """A request was offered to a session whose socket is gone. It was not sent."""
+
+
+class RequestRefused(ValueError):
+    """ibapi declined to write the request while connected (its own checks refused it,
+    e.g. a field this server version does not support); the reason is in a TwsError
+    event. Nothing was sent, and sending it again would be refused again."""
 
 
 class SendFailed(ConnectionError):
@@ -225,7 +234,10 @@ class TwsSession:
         if client.write_error is not None:
             raise SendFailed(f"writing {type(request).__name__} failed: {client.write_error}")
         if client.written == before:
-            # ibapi declined to write (its own connectedness check, or no socket).
+            if client.isConnected():
+                raise RequestRefused(f"ibapi refused to send {type(request).__name__}; "
+                                     "see the error event for why")
+            # ibapi declined to write because the socket had gone.
             raise NotConnected(f"session {self.serial} lost its socket; "
                                f"{type(request).__name__} was not sent")
 

@@ -69,6 +69,16 @@ def _contract(instance: object, attribute: attrs.Attribute[Any], value: Contract
         raise RequestError(
             f"{type(instance).__name__}.{attribute.name} needs a conId, symbol or localSymbol"
         )
+    for name, text in vars(value).items():
+        if isinstance(text, str) and not _wire_safe(text):
+            # ibapi would refuse the whole request at send time (error 584, nothing sent).
+            raise RequestError(
+                f"{type(instance).__name__}.{attribute.name}.{name} must be printable ASCII, "
+                f"got {text!r}")
+
+
+def _wire_safe(text: str) -> bool:
+    return text.isascii() and text.isprintable()
 
 
 def _price(value: float) -> str | None:
