@@ -245,3 +245,19 @@ async def test_a_request_ibapi_refuses_fails_alone_and_the_queue_moves_on(
     reached = {int(m.fields[1]) for m in sim.received if m.msg_id == 1}
     assert reached == {6}
     assert stats.failed == 1
+
+
+async def test_a_silent_stall_is_caught_by_the_health_probe(
+    sim: TwsSimulator, tmp_path: Path, io_clock: trio.testing.MockClock
+) -> None:
+    # TWS keeps the socket open but stops answering (a frozen TWS, a server reset).
+    wd = WatchdogConfig(health_check_interval=30.0, reconnect_initial_delay=2.0)
+    async with runtime_for(sim, tmp_path, watchdog=wd, request_timeout=60.0) as runtime:
+        events = runtime.events((ConnectionLost, ConnectionRecovered))
+        sim.set_reply_delay(1_000.0)
+        lost = await _first(events, ConnectionLost, timeout=200)
+        sim.set_reply_delay(0)
+        await _first(events, ConnectionRecovered, timeout=200)
+        status = (await runtime.status()).watchdog
+    assert lost.reason == "health probe unanswered"  # type: ignore[attr-defined]
+    assert status.probes_missed == 1

@@ -69,11 +69,16 @@ class ClientConnection:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write_loop)
                     try:
-                        await self._read_loop(on_change)
+                        client_left = await self._read_loop(on_change)
                     finally:
                         self._send_channel.close()
-                    self._scope.deadline = (trio.current_time() + self._reply_delay()
-                                            + _DRAIN_SECONDS)
+                        # Reading is over: the client id is free now, as in TWS, even
+                        # while delayed replies drain (a reconnect must not get 326).
+                        self.session.close()
+                    # A client that left cannot read what is still queued for it; one we
+                    # are closing on (326, pacing) gets its last words first.
+                    drain = 0.0 if client_left else self._reply_delay() + _DRAIN_SECONDS
+                    self._scope.deadline = trio.current_time() + drain
         finally:
             # Free the client id before the client can see the close, so a reconnect
             # never races a stale registration. Synchronous on purpose: under an outer
@@ -82,7 +87,8 @@ class ClientConnection:
             self.stream.socket.close()
             self.closed.set()
 
-    async def _read_loop(self, on_change: Callable[[], None]) -> None:
+    async def _read_loop(self, on_change: Callable[[], None]) -> bool:
+        """Read and answer until the connection must end; True if the client left."""
         try:
             while True:
                 try:
@@ -91,13 +97,14 @@ class ClientConnection:
                     data = b""  # a reset is an end of stream too
                 self.session.receive_data(data)
                 if await self._process(on_change):
-                    return
+                    return not data
         except ClientProtocolError as exc:
             logger.info("client %s broke the protocol, closing: %s", self.session.client_id,
                         exc)
         except Exception:
             logger.exception("error serving client %s; closing its connection",
                              self.session.client_id)
+        return False
 
     async def _process(self, on_change: Callable[[], None]) -> bool:
         """Handle every buffered event; True once the connection must close."""
