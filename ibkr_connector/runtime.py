@@ -262,7 +262,8 @@ def build_tree(config: IBKRConfig, runtime: Runtime, registry: Registry,
         strategy=Strategy.ONE_FOR_ONE,
         children=(
             ChildSpec("connection", functools.partial(
-                conn.run_connection, config=config, emit=bus.publish), shutdown_timeout=10.0),
+                conn.run_connection, config=config, emit=bus.publish,
+                memory=conn.ConnectionMemory(config.client_id)), shutdown_timeout=10.0),
             ChildSpec("limiter", functools.partial(
                 run_limiter, outbound=outbound, connection=address("connection"), bus=bus,
                 max_retries=config.max_retries, send_timeout=config.request_timeout),

@@ -261,3 +261,20 @@ async def test_a_silent_stall_is_caught_by_the_health_probe(
         status = (await runtime.status()).watchdog
     assert lost.reason == "health probe unanswered"  # type: ignore[attr-defined]
     assert status.probes_missed == 1
+
+
+async def test_a_restarted_connection_actor_keeps_the_intent_and_restores(
+    sim: TwsSimulator, tmp_path: Path
+) -> None:
+    wd = WatchdogConfig(reconnect_initial_delay=0.05, reconnect_max_delay=0.1)
+    async with runtime_for(sim, tmp_path, watchdog=wd) as runtime:
+        events = runtime.events((ConnectionRecovered, RestoreRequested))
+        await runtime.restart("connection")  # a fresh EClient, not a fresh intent
+        recovered = await _first(events, ConnectionRecovered, timeout=10)
+        restore = await _first(events, RestoreRequested, timeout=10)
+        status = (await runtime.status()).connection
+    # TWS dropped every subscription with the old socket: this is a recovery, so
+    # everything is restored, and the operator's counters carry on.
+    assert recovered.reconnects == 1  # type: ignore[attr-defined]
+    assert restore.reason == "reconnected"  # type: ignore[attr-defined]
+    assert status.wanted

@@ -65,6 +65,7 @@ from .connection_messages import (
 
 __all__ = [
     "Abandon",
+    "ConnectionMemory",
     "ClientIdInUse",
     "Connect",
     "ConnectionActor",
@@ -117,18 +118,32 @@ class _Handshake:
         self.done.set()
 
 
+@attrs.define
+class ConnectionMemory:
+    """What the connection remembers across restarts of its actor; owned by the runtime.
+
+    A restarted connection actor gets a fresh EClient, not a fresh intent: whether the
+    program wants to be connected (so the watchdog brings it back), whether it ever was (so
+    the next connect is a recovery, and every actor restores its state), how many
+    reconnects so far, and which client id TWS accepted.
+    """
+
+    client_id: int
+    wanted: bool = False
+    ever_connected: bool = False
+    reconnects: int = 0
+
+
 class ConnectionActor:
     """State and behaviour of the connection; `run_connection` serves it from a mailbox."""
 
-    def __init__(self, config: IBKRConfig, emit: Emit) -> None:
+    def __init__(self, config: IBKRConfig, emit: Emit,
+                 memory: ConnectionMemory | None = None) -> None:
         self.config = config
         self.emit = emit
+        self.memory = memory if memory is not None else ConnectionMemory(config.client_id)
         self.state = ConnectionState.DISCONNECTED
         self.session: TwsSession | None = None
-        self.client_id = config.client_id
-        self.wanted = False
-        self.ever_connected = False
-        self.reconnects = 0
         self.next_order_id: int | None = None
         self.accounts: tuple[str, ...] = ()
         self.connected_since: float | None = None
@@ -139,6 +154,18 @@ class ConnectionActor:
         self.order_ack_latencies: collections.deque[float] = collections.deque(maxlen=500)
         self._handshake: _Handshake | None = None
         self._nursery: trio.Nursery | None = None
+
+    @property
+    def wanted(self) -> bool:
+        return self.memory.wanted
+
+    @property
+    def reconnects(self) -> int:
+        return self.memory.reconnects
+
+    @property
+    def client_id(self) -> int:
+        return self.memory.client_id
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -159,7 +186,7 @@ class ConnectionActor:
                 await session.close()
         self.state = ConnectionState.DISCONNECTED
         if was_up:
-            self.emit(ConnectionLost("connection actor stopped", requested=not self.wanted))
+            self.emit(ConnectionLost("connection actor stopped", requested=not self.memory.wanted))
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -168,7 +195,7 @@ class ConnectionActor:
 
     async def connect(self) -> ConnectionStatus:
         """Connect unless connected. On 326 try the next client id if configured to."""
-        self.wanted = True
+        self.memory.wanted = True
         if self.is_connected():
             return self.status()
         attempts = 1 + self.config.client_id_retries
@@ -179,8 +206,8 @@ class ConnectionActor:
             except ClientIdInUse:
                 if attempt + 1 == attempts:
                     raise
-                self.client_id += 1
-                log.warning("client id in use; trying client id %d", self.client_id)
+                self.memory.client_id += 1
+                log.warning("client id in use; trying client id %d", self.memory.client_id)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _connect_once(self) -> None:
@@ -193,7 +220,7 @@ class ConnectionActor:
         self._nursery.start_soon(self._pump, session, handshake)
         try:
             with trio.fail_after(cfg.connection_timeout):
-                await session.open(cfg.host, cfg.port, self.client_id,
+                await session.open(cfg.host, cfg.port, self.memory.client_id,
                                    timeout=cfg.connection_timeout)
                 await handshake.done.wait()
         except trio.TooSlowError:
@@ -231,24 +258,24 @@ class ConnectionActor:
         self.connected_since = trio.current_time()
         fields = dict(
             server_version=session.server_version or 0,
-            client_id=self.client_id,
+            client_id=self.memory.client_id,
             accounts=handshake.accounts,
             next_order_id=handshake.next_order_id,
             connection_time=session.connection_time or "",
         )
-        if self.ever_connected:
-            self.reconnects += 1
+        if self.memory.ever_connected:
+            self.memory.reconnects += 1
             log.info("reconnected to TWS (server version %s, reconnect #%d)",
-                     fields["server_version"], self.reconnects)
-            self.emit(ConnectionRecovered(reconnects=self.reconnects, **fields))  # type: ignore[arg-type]
+                     fields["server_version"], self.memory.reconnects)
+            self.emit(ConnectionRecovered(reconnects=self.memory.reconnects, **fields))  # type: ignore[arg-type]
         else:
-            self.ever_connected = True
+            self.memory.ever_connected = True
             log.info("connected to TWS (server version %s, %d account(s))",
                      fields["server_version"], len(handshake.accounts))
             self.emit(ConnectionEstablished(**fields))  # type: ignore[arg-type]
 
     async def disconnect(self) -> None:
-        self.wanted = False
+        self.memory.wanted = False
         session = self.session
         if session is not None:
             await self._drop(session)
@@ -292,13 +319,13 @@ class ConnectionActor:
             state=self.state,
             host=self.config.host,
             port=self.config.port,
-            client_id=self.client_id,
+            client_id=self.memory.client_id,
             server_version=session.server_version if session is not None else None,
             accounts=self.accounts,
             next_order_id=self.next_order_id,
             connected_since=self.connected_since if self.is_connected() else None,
-            reconnects=self.reconnects,
-            wanted=self.wanted,
+            reconnects=self.memory.reconnects,
+            wanted=self.memory.wanted,
             last_error=self.last_error,
             messages_sent=self.messages_sent,
             market_data_lines=len(self.market_data_lines),
@@ -363,7 +390,7 @@ class ConnectionActor:
             self._orders_in_flight.pop(error.req_id, None)
         if strategy is codes.Strategy.CLIENT_ID_IN_USE:
             handshake.fail(ClientIdInUse(
-                f"client id {self.client_id} is already in use at "
+                f"client id {self.memory.client_id} is already in use at "
                 f"{self.config.host}:{self.config.port} (TWS error 326)"), rank=2)
         elif not handshake.done.is_set() and strategy is codes.Strategy.RECONNECT:
             handshake.fail(ConnectFailed(
@@ -433,15 +460,16 @@ async def run_connection(
     config: IBKRConfig,
     emit: Emit,
     *,
+    memory: ConnectionMemory | None = None,
     task_status: trio.TaskStatus[ConnectionActor] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The supervised actor: serve Connect/Disconnect/Send/... from *mailbox*.
 
-    A restart builds a fresh `ConnectionActor` (and so a fresh EClient); whether it then
-    reconnects is the watchdog's decision. On stop or crash the session is closed and its
-    threads are joined before this returns.
+    A restart builds a fresh `ConnectionActor` (and so a fresh EClient) around the same
+    `ConnectionMemory`; whether it then reconnects is the watchdog's decision. On stop or
+    crash the session is closed and its threads are joined before this returns.
     """
-    actor = ConnectionActor(config, emit)
+    actor = ConnectionActor(config, emit, memory)
     async with trio.open_nursery() as nursery:
         actor.attach(nursery)
         try:
