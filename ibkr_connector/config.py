@@ -102,6 +102,8 @@ class IBKRConfig:
     burst: float = attrs.field(default=3.0, validator=_positive)
     connection_timeout: float = attrs.field(default=30.0, validator=_positive)
     request_timeout: float = attrs.field(default=60.0, validator=_positive)
+    # A request TWS rejects for pacing (error 100) is retried up to max_retries times,
+    # after the limiter has stopped sending for retry_delay (TWS's window is 1 s).
     max_retries: int = attrs.field(default=3, validator=_non_negative)
     retry_delay: float = attrs.field(default=1.0, validator=_non_negative)
     log_level: str = attrs.field(default="INFO", converter=_upper, validator=_log_level)

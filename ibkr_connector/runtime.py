@@ -295,7 +295,7 @@ async def open_runtime(config: IBKRConfig | None = None, *, connect: bool = Fals
     config = config or IBKRConfig()
     bus = EventBus()
     governor = PacingGovernor(target_rate=config.requests_per_second, burst=config.burst)
-    outbound = OutboundQueue(governor)
+    outbound = OutboundQueue(governor, retry_delay=config.retry_delay)
     registry = Registry()
     runtime = Runtime(config, registry, bus)
     spec = build_tree(config, runtime, registry, outbound,

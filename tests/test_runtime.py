@@ -278,3 +278,22 @@ async def test_a_restarted_connection_actor_keeps_the_intent_and_restores(
     assert recovered.reconnects == 1  # type: ignore[attr-defined]
     assert restore.reason == "reconnected"  # type: ignore[attr-defined]
     assert status.wanted
+
+
+async def test_after_a_pacing_violation_the_limiter_pauses_for_retry_delay(
+    tmp_path: Path,
+) -> None:
+    async with open_simulator(SimulatorConfig(max_messages_per_second=30)) as sim:
+        async with runtime_for(sim, tmp_path, retry_delay=0.6) as runtime:
+            limiter = runtime.supervisor.address("limiter")
+            for req_id in range(1, 61):
+                await limiter.cast(Submit(CancelMktData(req_id)))
+            with trio.fail_after(20):
+                while (await runtime.status()).limiter.queued or not any(
+                        m.rejected_for_pacing for m in sim.received):
+                    await trio.sleep(0.05)
+    times = [m.time for m in sim.received if m.msg_id == 2]
+    first_rejection = min(m.time for m in sim.received if m.rejected_for_pacing)
+    after = [t for t in times if t >= first_rejection]
+    widest_gap = max(b - a for a, b in zip(after, after[1:], strict=False))
+    assert widest_gap >= 0.55  # the limiter went quiet for retry_delay, then went on

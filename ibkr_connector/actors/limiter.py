@@ -64,8 +64,6 @@ log = logging.getLogger(__name__)
 
 # An error 100 is matched to a request sent at most this long before it arrived.
 _PACING_MATCH_WINDOW = 2.0
-# How long to stop sending after an error 100: TWS's window is one second.
-_PACING_PAUSE = 1.0
 
 
 class PacingRejected(RuntimeError):
@@ -136,16 +134,18 @@ class _Pending:
 class OutboundQueue:
     """The limiter's queue and counters, owned by the runtime so a restart keeps them."""
 
-    def __init__(self, governor: PacingGovernor) -> None:
+    def __init__(self, governor: PacingGovernor, retry_delay: float = 1.0) -> None:
         self.governor = governor
+        self.retry_delay = retry_delay
         self.queue: RequestQueue[_Pending] = RequestQueue()
         self.window = SlidingWindowCounter(window=1.0)
         self.recent: deque[_Pending] = deque()
         self.sent = 0
         self.retried = 0
         self.failed = 0
-        # After an error 100, send nothing until TWS's 1 s window has emptied: it counts the
-        # messages it rejected too, so re-sending at once would only prolong the violation.
+        # After an error 100, send nothing for `retry_delay` (1 s by default: TWS's window,
+        # which counts the messages it rejected too, so re-sending at once would only
+        # prolong the violation).
         self.paused_until = 0.0
         self._wake = trio.Event()
 
@@ -345,7 +345,7 @@ def _on_pacing_violation(
 ) -> None:
     now = trio.current_time()
     rate = outbound.governor.on_pacing_violation(now)
-    outbound.paused_until = max(outbound.paused_until, now + _PACING_PAUSE)
+    outbound.paused_until = max(outbound.paused_until, now + outbound.retry_delay)
     log.warning("TWS reported a pacing violation (error 100); rate cut to %.1f/s", rate)
     _forget_old(outbound.recent, now)
     item = _match(outbound.recent, error.req_id)

@@ -19,7 +19,6 @@ from typing import Any
 import attrs
 
 __all__ = [
-    "BridgeEvent",
     "ConnectAck",
     "ConnectionClosed",
     "ContractDetails",
@@ -276,5 +275,3 @@ class ReaderStopped(TwsEvent):
 
     client_serial: int
 
-
-BridgeEvent = TwsEvent
