@@ -351,17 +351,22 @@ class ConnectionActor:
         reason = "connection closed by TWS"
         while True:
             batch = await bridge.receive_batch()
+            emit = self.emit
             for event in batch:
-                if isinstance(event, ev.ReaderStopped):
-                    await self._session_ended(session, handshake, reason)
-                    return
-                self._inbound(session, handshake, event)
-                if isinstance(event, ev.MalformedMessage):
-                    # run() has already disconnected (ConnectionClosed came first); the
-                    # session ends at ReaderStopped, with this as the reason.
-                    reason = "malformed message from TWS: " + event.detail
+                # The hot path: a tick costs one set lookup here, then the bus.
+                if type(event) in _SESSION_EVENTS:
+                    if isinstance(event, ev.ReaderStopped):
+                        await self._session_ended(session, handshake, reason)
+                        return
+                    if isinstance(event, ev.MalformedMessage):
+                        # run() has already disconnected (ConnectionClosed came first); the
+                        # session ends at ReaderStopped, with this as the reason.
+                        reason = "malformed message from TWS: " + event.detail
+                    self._inbound(session, handshake, event)
+                emit(event)
 
     def _inbound(self, session: TwsSession, handshake: _Handshake, event: ev.TwsEvent) -> None:
+        """What the connection itself learns from an event before it goes to the bus."""
         if isinstance(event, ev.NextValidId):
             handshake.next_order_id = event.order_id
             if session is self.session and self.is_connected():
@@ -374,7 +379,6 @@ class ConnectionActor:
             self._tws_error(session, handshake, event)
         elif isinstance(event, ev.OrderStatus | ev.OpenOrder):
             self._order_acknowledged(event.order_id)
-        self.emit(event)
 
     def _tws_error(self, session: TwsSession, handshake: _Handshake, error: ev.TwsError) -> None:
         info = codes.classify(error.code)
@@ -445,6 +449,14 @@ class ConnectionActor:
             self._orders_in_flight.clear()
         with trio.CancelScope(shield=True):
             await session.close()
+
+
+# Events the connection itself acts on; every other event (market data above all) goes
+# straight to the bus.
+_SESSION_EVENTS: frozenset[type] = frozenset({
+    ev.NextValidId, ev.ManagedAccounts, ev.TwsError, ev.OrderStatus, ev.OpenOrder,
+    ev.MalformedMessage, ev.ReaderStopped,
+})
 
 
 def _percentile_ms(samples: collections.abc.Collection[float], q: float) -> float | None:
