@@ -9,7 +9,6 @@ the control socket, and a clean shutdown with no thread left behind.
 from __future__ import annotations
 
 import tempfile
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from .actors.connection import ConnectionEstablished, ConnectionLost, Connection
 from .actors.control import control_request, format_tree
 from .actors.watchdog import ReconnectScheduled
 from .config import IBKRConfig, WatchdogConfig
+from .protocol.client import session_threads
 from .runtime import mask_account, open_runtime
 from .simulator import SimulatorConfig, open_simulator
 from .supervisor import ChildSpec, Mailbox, Restart, SupervisionEventKind
@@ -128,17 +128,6 @@ async def run_demo() -> int:
     say("shutdown", f"TWS session threads left behind: {len(leftover)}; "
                     f"demo took {trio.current_time() - started:.1f} s")
     return 0 if not leftover else 1
-
-
-def session_threads() -> list[threading.Thread]:
-    """Threads of any TWS session still alive: ours are named ibkr-*, ibapi's is an EReader.
-
-    (Trio keeps idle worker threads cached for a few seconds; those are not ours to join.)
-    """
-    from ibapi.reader import EReader
-
-    return [t for t in threading.enumerate()
-            if t.is_alive() and (t.name.startswith("ibkr-") or isinstance(t, EReader))]
 
 
 def _walk(info: object) -> list:  # type: ignore[type-arg]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import TypeVar
 
 import trio
+
+from ibkr_connector.protocol.client import session_threads as our_threads  # noqa: F401
 
 T = TypeVar("T")
 
@@ -34,11 +35,3 @@ class Recorder:
                     if isinstance(event, kind) and predicate(event):
                         return event
                 await self._changed.wait()
-
-
-def our_threads() -> list[threading.Thread]:
-    """Threads started by a TWS session: ours are named ibkr-*, ibapi's reader is an EReader."""
-    from ibapi.reader import EReader
-
-    return [t for t in threading.enumerate()
-            if t.is_alive() and (t.name.startswith("ibkr-") or isinstance(t, EReader))]

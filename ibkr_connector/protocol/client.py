@@ -22,6 +22,7 @@ import attrs
 import trio
 from ibapi import comm
 from ibapi.client import EClient
+from ibapi.reader import EReader
 from ibapi.server_versions import MIN_SERVER_VER_PROTOBUF
 
 from . import events as ev
@@ -30,7 +31,7 @@ from .requests import Request
 
 __all__ = [
     "ConnectFailed", "ConnectTimeout", "NotConnected", "RequestRefused", "SendFailed",
-    "TwsSession",
+    "TwsSession", "session_threads",
 ]
 
 log = logging.getLogger(__name__)
@@ -91,12 +92,7 @@ class _ObservedClient(EClient):  # type: ignore[misc]
         of ``recv`` at once. (A close from another thread does not; the reader would sit
         out its 1 s socket timeout, and every lost session would take a second longer to
         be reported.)"""
-        sock = getattr(self.conn, "socket", None)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _shut_down(self)
         super().disconnect()
 
     def sendMsg(self, msgId: int, msg: str) -> None:  # noqa: N802, N803 - ibapi's names
@@ -120,6 +116,24 @@ class _ObservedClient(EClient):  # type: ignore[misc]
                 self.write_error = exc
                 return
         self.written += 1
+
+
+def _shut_down(client: EClient) -> None:
+    """Shut the client's socket down (both ways), which wakes a thread blocked in ``recv``."""
+    sock = getattr(client.conn, "socket", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed or never connected
+
+
+def session_threads() -> list[threading.Thread]:
+    """Every live thread of any TWS session in this process: ours are named ``ibkr-*``,
+    ibapi's reader is an ``EReader``. After all sessions are closed this is empty (Trio's
+    own cached worker threads are not ours to join and are not counted)."""
+    return [t for t in threading.enumerate()
+            if t.is_alive() and (t.name.startswith("ibkr-") or isinstance(t, EReader))]
 
 
 @attrs.define
@@ -251,12 +265,7 @@ class TwsSession:
         """
         if not self._closed:
             self._closed = True
-            sock = getattr(self.client.conn, "socket", None)
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _shut_down(self.client)
             connecting = self._connect_thread
             if connecting is not None:
                 with trio.move_on_after(_JOIN_TIMEOUT):
