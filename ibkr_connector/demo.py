@@ -118,7 +118,8 @@ async def run_demo() -> int:
                 async for event in supervision:
                     if event.kind is SupervisionEventKind.STARTED and event.child == "watchdog":
                         break
-                info = next(c for c in _walk(runtime.tree()) if c.name == "watchdog")
+                info = runtime.tree().find("watchdog")
+                assert info is not None
                 say("operator", f"`restart watchdog` over the control socket: watchdog is "
                                 f"{info.state.name.lower()}, restarts={info.restarts}")
                 supervision.close()
@@ -128,10 +129,3 @@ async def run_demo() -> int:
     say("shutdown", f"TWS session threads left behind: {len(leftover)}; "
                     f"demo took {trio.current_time() - started:.1f} s")
     return 0 if not leftover else 1
-
-
-def _walk(info: object) -> list:  # type: ignore[type-arg]
-    out = [info]
-    for child in getattr(info, "children", ()):
-        out.extend(_walk(child))
-    return out

@@ -41,13 +41,6 @@ def _contract():  # type: ignore[no-untyped-def]
     return c
 
 
-def _all_states(info: object) -> list[ChildState]:
-    states = [info.state]  # type: ignore[attr-defined]
-    for child in info.children:  # type: ignore[attr-defined]
-        states.extend(_all_states(child))
-    return states
-
-
 @settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(schedule=fault_schedules(max_faults=4, max_gap=0.4, max_outage=0.5),
@@ -79,7 +72,7 @@ async def test_runtime_keeps_its_promises_under_random_faults(
             with trio.move_on_after(20) as settling:
                 while True:
                     status = await runtime.status()
-                    states = _all_states(runtime.tree())
+                    states = [info.state for info in runtime.tree().walk()]
                     if (status.connection.state.value == "connected"
                             and status.limiter.queued == 0
                             and status.limiter.sent >= len(ids)

@@ -53,17 +53,10 @@ async def _first(subscription: object, kind: type, timeout: float = 30.0) -> obj
     raise AssertionError(f"no {kind.__name__}")
 
 
-def _states(info: object) -> dict[str, ChildState]:
-    out = {info.name: info.state}  # type: ignore[attr-defined]
-    for child in info.children:  # type: ignore[attr-defined]
-        out.update(_states(child))
-    return out
-
-
 async def test_runtime_starts_every_actor_and_connects(sim: TwsSimulator, tmp_path: Path) -> None:
     async with runtime_for(sim, tmp_path) as runtime:
         assert await runtime.is_connected()
-        states = _states(runtime.tree())
+        states = {info.name: info.state for info in runtime.tree().walk()}
     assert {"bus", "audit", "connection", "limiter", "watchdog"} <= set(states)
     assert all(state is ChildState.RUNNING for state in states.values())
 
@@ -183,7 +176,8 @@ async def test_a_crashing_actor_is_restarted_and_the_runtime_keeps_serving(
         with pytest.raises(ActorCrashed):
             await runtime.status()
         status = await runtime.status()  # served by the restarted watchdog
-        info = [c for c in runtime.tree().children[1].children if c.name == "watchdog"][0]
+        info = runtime.tree().find("watchdog")
+        assert info is not None
         assert await runtime.is_connected()
     assert status.watchdog.connected
     assert info.restarts == 1

@@ -9,6 +9,7 @@ recent ones say what the tree looks like now) and the loss is counted.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from typing import Literal
 
 import attrs
@@ -49,6 +50,16 @@ class ChildInfo:
     uptime: float | None  # seconds since the running incarnation reported started
     mailbox_depth: int
     children: tuple[ChildInfo, ...] = ()
+
+    def walk(self) -> Iterator[ChildInfo]:
+        """This node, then every node below it, depth first in start order."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    def find(self, name: str) -> ChildInfo | None:
+        """The node called *name* in this subtree (names are unique in a tree), if any."""
+        return next((info for info in self.walk() if info.name == name), None)
 
 
 class EventBus:
