@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import trio
+from ibapi.contract import Contract
 
 from ibkr_connector.protocol.client import session_threads as our_threads  # noqa: F401
 
@@ -35,3 +36,11 @@ class Recorder:
                     if isinstance(event, kind) and predicate(event):
                         return event
                 await self._changed.wait()
+
+
+def spy_stock() -> Contract:
+    """A plain stock contract the simulator accepts for market data."""
+    contract = Contract()
+    contract.symbol, contract.secType = "SPY", "STK"
+    contract.exchange, contract.currency = "SMART", "USD"
+    return contract

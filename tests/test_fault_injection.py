@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
+from helpers import spy_stock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,14 +32,6 @@ from ibkr_connector.supervisor import ChildState
 from ibkr_connector.testing import FaultSchedule, fault_schedules, kills_connection, run_schedule
 
 _REQ_MKT_DATA = 1
-
-
-def _contract():  # type: ignore[no-untyped-def]
-    from ibapi.contract import Contract
-
-    c = Contract()
-    c.symbol, c.secType, c.exchange, c.currency = "SPY", "STK", "SMART", "USD"
-    return c
 
 
 @settings(max_examples=12, deadline=None,
@@ -62,7 +55,7 @@ async def test_runtime_keeps_its_promises_under_random_faults(
             async def load() -> None:
                 for req_id, gap in zip(ids, gaps, strict=True):
                     await trio.sleep(gap)
-                    await limiter.cast(Submit(ReqMktData(req_id, _contract())))
+                    await limiter.cast(Submit(ReqMktData(req_id, spy_stock())))
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(load)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from helpers import spy_stock
 from ibapi.contract import Contract
 from ibapi.order import Order
 
@@ -117,10 +118,8 @@ async def test_stats_count_market_data_lines_held_at_tws(
 ) -> None:
     async with open_runtime(IBKRConfig(port=sim.port), audit_path=tmp_path / "a.jsonl",
                             connect=True) as rt:
-        stock = Contract()
-        stock.symbol, stock.secType, stock.exchange, stock.currency = "SPY", "STK", "SMART", "USD"
-        await rt.submit(ReqMktData(1, stock))
-        await rt.submit(ReqMktData(2, stock))
+        await rt.submit(ReqMktData(1, spy_stock()))
+        await rt.submit(ReqMktData(2, spy_stock()))
         await rt.submit(CancelMktData(1))
         held = (await rt.stats())["subscriptions"]
         await sim.drop_all()

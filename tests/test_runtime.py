@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.lowlevel
 import trio.testing
-from helpers import our_threads
+from helpers import our_threads, spy_stock
 
 from ibkr_connector.actors import watchdog as watchdog_module
 from ibkr_connector.actors.connection import ConnectionLost, ConnectionRecovered
@@ -35,14 +35,6 @@ async def runtime_for(sim: TwsSimulator, tmp_path: Path, **overrides: object
     async with open_runtime(_config(sim, **overrides), audit_path=tmp_path / "audit.jsonl",
                             connect=True) as runtime:
         yield runtime
-
-
-def _contract():  # type: ignore[no-untyped-def]
-    from ibapi.contract import Contract
-
-    c = Contract()
-    c.symbol, c.secType, c.exchange, c.currency = "SPY", "STK", "SMART", "USD"
-    return c
 
 
 async def _first(subscription: object, kind: type, timeout: float = 30.0) -> object:
@@ -84,7 +76,7 @@ async def test_drop_during_a_burst_loses_nothing_and_sends_nothing_twice(
         events = runtime.events((ConnectionRecovered,))
         async with trio.open_nursery() as nursery:
             for req_id in ids:
-                nursery.start_soon(runtime.submit, ReqMktData(req_id, _contract()))
+                nursery.start_soon(runtime.submit, ReqMktData(req_id, spy_stock()))
                 await trio.lowlevel.checkpoint()
             with trio.fail_after(10):
                 while len(sim.live_subscriptions()) < 10:
@@ -214,7 +206,7 @@ async def test_a_watchdog_restarted_while_the_connection_is_down_reconnects(
 def test_text_ibapi_would_refuse_is_a_typed_error_before_the_wire() -> None:
     from ibkr_connector.protocol.requests import RequestError
 
-    contract = _contract()
+    contract = spy_stock()
     contract.symbol = "SPÝ"
     with pytest.raises(RequestError, match="symbol must be printable ASCII"):
         ReqMktData(5, contract)
@@ -227,14 +219,14 @@ async def test_a_request_ibapi_refuses_fails_alone_and_the_queue_moves_on(
 
     from ibkr_connector.protocol.client import RequestRefused
 
-    contract = _contract()
+    contract = spy_stock()
     contract.symbol = "SPÝ"
     with attrs.validators.disabled():  # past our own check, to reach ibapi's
         refused = ReqMktData(5, contract)
     async with runtime_for(sim, tmp_path) as runtime:
         with pytest.raises(RequestRefused):
             await runtime.submit(refused)
-        await runtime.submit(ReqMktData(6, _contract()))  # not stuck behind it
+        await runtime.submit(ReqMktData(6, spy_stock()))  # not stuck behind it
         stats = (await runtime.status()).limiter
     reached = {int(m.fields[1]) for m in sim.received if m.msg_id == 1}
     assert reached == {6}
