@@ -21,7 +21,6 @@ replaces the task, not the data.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import attrs
 import trio
 
+from ._userdirs import state_dir
 from .actors import connection as conn
 from .actors.audit import AppendAudit, AuditRecord, run_audit
 from .actors.bus import EventBus, Subscription, run_event_bus
@@ -55,8 +55,7 @@ __all__ = ["Runtime", "RuntimeStatus", "default_audit_path", "open_runtime"]
 
 def default_audit_path() -> Path:
     """``$XDG_STATE_HOME/ibkr-connector/audit.jsonl`` (``~/.local/state/...`` by default)."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "ibkr-connector" / "audit.jsonl"
+    return state_dir() / "audit.jsonl"
 
 
 @attrs.frozen

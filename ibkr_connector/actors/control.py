@@ -36,6 +36,7 @@ from typing import Final, Protocol
 import attrs
 import trio
 
+from .._userdirs import DEFAULT_FALLBACK_BASE, ensure_directory, runtime_dir
 from ..supervisor import ChildInfo, Mailbox, SupervisorError, UnknownChild
 from .control_wire import (
     _ACTOR_COMMANDS,
@@ -70,7 +71,7 @@ DEFAULT_IDLE_TIMEOUT: Final = 300.0
 _MAX_REPLY: Final = 16 * 1024 * 1024  # what the client accepts; a tree is a few KiB
 _RECEIVE_SIZE: Final = 16 * 1024
 _BACKLOG: Final = 16
-_FALLBACK_BASE = Path("/tmp")  # where the socket lives when there is no XDG_RUNTIME_DIR
+_FALLBACK_BASE = DEFAULT_FALLBACK_BASE  # where the socket lives without XDG_RUNTIME_DIR
 
 
 class ControlError(Exception):
@@ -121,36 +122,16 @@ def default_control_path() -> Path:
     in a shared ``/tmp`` anyone could have made it first, so a foreign or symlinked one
     is refused (``ControlError``) rather than used, by the server and the client alike.
     """
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR", "")
-    if runtime_dir and os.path.isabs(runtime_dir):  # the XDG spec ignores relative paths
-        directory = Path(runtime_dir) / "ibkr-connector"
-    else:
-        directory = _FALLBACK_BASE / f"ibkr-connector-{os.getuid()}"
+    directory = runtime_dir(_FALLBACK_BASE)
     _ensure_directory(directory, private=True)
     return directory / "control.sock"
 
 
 def _ensure_directory(directory: Path, *, private: bool) -> None:
     try:
-        directory.mkdir(mode=0o700, parents=True)
-        created = True
-    except FileExistsError:
-        created = False
+        ensure_directory(directory, private=private)
     except OSError as exc:
-        raise ControlError(f"cannot create {directory} for the control socket: {exc}") from exc
-    if created:
-        os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
-    if not private:
-        return
-    info = os.lstat(directory)
-    if not stat.S_ISDIR(info.st_mode):
-        raise ControlError(f"{directory} is not a directory (a symlink?); refusing to use it "
-                           "for the control socket")
-    if info.st_uid != os.getuid():
-        raise ControlError(f"{directory} belongs to uid {info.st_uid}, not to uid "
-                           f"{os.getuid()}; refusing to use it for the control socket")
-    if stat.S_IMODE(info.st_mode) != 0o700:
-        os.chmod(directory, 0o700)
+        raise ControlError(f"cannot use {directory} for the control socket: {exc}") from exc
 
 
 # -- peer credentials ----------------------------------------------------------------------

@@ -24,13 +24,14 @@ import math
 import os
 import socket
 import stat
-import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
 
+from ibkr_connector._userdirs import ensure_directory, runtime_dir
 from ibkr_connector.simulator._faults import MALFORMED_KINDS
 from ibkr_connector.simulator._server import TwsSimulator
 
@@ -180,19 +181,21 @@ async def execute(sim: TwsSimulator, command: Command) -> dict[str, Any]:
 
 def default_control_path() -> str:
     """A per-user path: ``$XDG_RUNTIME_DIR/ibkr-connector/sim-control.sock`` or, without
-    it, ``<tmp>/ibkr-connector-<uid>/sim-control.sock``."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isdir(runtime):
-        base = os.path.join(runtime, "ibkr-connector")
-    else:
-        base = os.path.join(tempfile.gettempdir(), f"ibkr-connector-{os.getuid()}")
-    return os.path.join(base, "sim-control.sock")
+    it, ``/tmp/ibkr-connector-<uid>/sim-control.sock``: the runtime's own directory."""
+    return str(runtime_dir() / "sim-control.sock")
 
 
 def _prepare(path: str) -> None:
-    """Make the parent directory (0700, ours) and clear a stale socket left by a crash."""
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, mode=0o700, exist_ok=True)
+    """Make the parent directory (0700, ours) and clear a stale socket left by a crash.
+
+    Our own runtime directory gets the full check (real directory, ours, 0700); a parent
+    the user named is created if missing and must at least belong to them.
+    """
+    parent = Path(path).absolute().parent
+    try:
+        ensure_directory(parent, private=parent == runtime_dir())
+    except OSError as exc:
+        raise ControlError(f"cannot use {parent} for the control socket: {exc}") from exc
     if os.stat(parent).st_uid != os.getuid():
         raise ControlError(f"control directory {parent} belongs to another user")
     try:
