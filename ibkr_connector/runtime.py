@@ -214,31 +214,6 @@ def mask_account(account: str) -> str:
     return account[:2] + "*" * (len(account) - 4) + account[-2:]
 
 
-class _ControlTarget:
-    """What the control endpoint may do to the runtime (see actors/control.py)."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-
-    def tree(self) -> ChildInfo:
-        return self._runtime.tree()
-
-    async def status(self) -> dict[str, object]:
-        return await self._runtime.status_report()
-
-    async def stats(self) -> dict[str, object]:
-        return await self._runtime.stats()
-
-    async def restart(self, actor: str) -> None:
-        await self._runtime.restart(actor)
-
-    async def stop(self, actor: str) -> None:
-        await self._runtime.stop(actor)
-
-    async def start(self, actor: str) -> None:
-        await self._runtime.start(actor)
-
-
 def build_tree(config: IBKRConfig, runtime: Runtime, registry: Registry,
                outbound: OutboundQueue, audit_path: Path,
                control_path: Path | None) -> SupervisorSpec:
@@ -277,7 +252,7 @@ def build_tree(config: IBKRConfig, runtime: Runtime, registry: Registry,
         from .actors.control import run_control
 
         children.append(ChildSpec("control", functools.partial(
-            run_control, path=control_path, target=_ControlTarget(runtime)), shutdown_timeout=2.0))
+            run_control, path=control_path, target=runtime), shutdown_timeout=2.0))
     return SupervisorSpec(name="ibkr", strategy=Strategy.ONE_FOR_ONE, children=tuple(children),
                           restart=Restart.PERMANENT)
 

@@ -76,7 +76,7 @@ class TreeTarget:
     def tree(self) -> ChildInfo:
         return self._tree.tree()
 
-    async def status(self) -> Mapping[str, object]:
+    async def status_report(self) -> Mapping[str, object]:
         return {"state": LinkState.CONNECTED, "server_version": 200, "accounts": ("DU1",),
                 "reconnects": 2, "connected_since": None}
 

@@ -96,8 +96,8 @@ class ControlTarget(Protocol):
     def tree(self) -> ChildInfo:
         """A snapshot of the whole supervision tree, the root first."""
 
-    async def status(self) -> Mapping[str, object]:
-        """Connection state, server version, accounts, reconnects, request rate."""
+    async def status_report(self) -> Mapping[str, object]:
+        """Connection state, server version, accounts (masked), reconnects, request rate."""
 
     async def stats(self) -> Mapping[str, object]:
         """Counters and rates; anything ``to_jsonable`` can encode."""
@@ -176,7 +176,7 @@ async def answer(request: ControlRequest, target: ControlTarget) -> dict[str, ob
         if request.cmd == "tree":
             return {"ok": True, "result": tree_to_dict(target.tree())}
         if request.cmd == "status":
-            return {"ok": True, "result": to_jsonable(await target.status())}
+            return {"ok": True, "result": to_jsonable(await target.status_report())}
         if request.cmd == "stats":
             return {"ok": True, "result": to_jsonable(await target.stats())}
         actor = request.actor
