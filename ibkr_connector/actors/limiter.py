@@ -140,7 +140,6 @@ class OutboundQueue:
         self.queue: RequestQueue[_Pending] = RequestQueue()
         self.window = SlidingWindowCounter(window=1.0)
         self.recent: deque[_Pending] = deque()
-        self.sent = 0
         self.retried = 0
         self.failed = 0
         # After an error 100, send nothing for `retry_delay` (1 s by default: TWS's window,
@@ -165,7 +164,7 @@ class OutboundQueue:
     def stats(self, now: float) -> LimiterStats:
         return LimiterStats(
             queued=len(self.queue),
-            sent=self.sent,
+            sent=self.window.total,
             rate_now=self.window.count(now),
             allowed_rate=self.governor.current_rate(now),
             max_in_window=self.window.max_in_any_window(),
@@ -311,7 +310,6 @@ async def _send_one(
         return
     now = trio.current_time()
     item.sent_at = now
-    outbound.sent += 1
     outbound.window.record(now)
     outbound.recent.append(item)
     _forget_old(outbound.recent, now)
