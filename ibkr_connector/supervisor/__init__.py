@@ -31,6 +31,7 @@ from ._spec import (
     Strategy,
     SupervisorSpec,
 )
+from ._server import NOREPLY, Handler, NoReply, Stop, serve
 from ._supervisor import Supervisor, open_supervisor
 
 __all__ = [
@@ -46,8 +47,11 @@ __all__ = [
     "ChildState",
     "Envelope",
     "FailedStart",
+    "Handler",
     "Mailbox",
     "MailboxFull",
+    "NOREPLY",
+    "NoReply",
     "Registry",
     "Restart",
     "RestartIntensity",
@@ -57,8 +61,10 @@ __all__ = [
     "Supervisor",
     "SupervisorError",
     "SupervisorEscalation",
+    "Stop",
     "SupervisorSpec",
     "UnknownChild",
     "backoff_delay",
     "open_supervisor",
+    "serve",
 ]
