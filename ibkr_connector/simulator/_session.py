@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime
 import logging
 import random
+from collections.abc import Callable
 
 import attrs
 
@@ -236,38 +237,49 @@ class ClientSession:
             return [Send(self.error(req_id, 320, text, now))]
 
     def _dispatch(self, msg_id: int, fields: tuple[str, ...], now: float) -> list[Action]:
-        version = self.server_version
-        client_id = self.client_id if self.client_id is not None else -1
-        if msg_id == Out.REQ_CURRENT_TIME:
-            return [Send(msg.current_time(int(self.state.wall_time(now))))]
-        if msg_id == Out.REQ_CURRENT_TIME_IN_MILLIS and (
-            version >= msg.MIN_VER_CURRENT_TIME_IN_MILLIS
-        ):
-            return [Send(msg.current_time_in_millis(self.state.time_ms(now)))]
-        if msg_id == Out.REQ_IDS:
-            return [Send(msg.next_valid_id(self.state.next_order_id(client_id)))]
-        if msg_id == Out.PLACE_ORDER:
-            order_id = request_id_of(msg_id, fields, version)
-            if order_id < 0:
-                raise RequestFieldError("placeOrder order id missing or not an integer")
-            self.state.order_id_used(client_id, order_id)
-            return []
-        if msg_id == Out.REQ_MKT_DATA:
-            return self._req_mkt_data(fields, now)
-        if msg_id == Out.CANCEL_MKT_DATA:
-            req_id = request_id_of(msg_id, fields, version)
-            if req_id < 0:
-                raise RequestFieldError("cancelMktData ticker id missing or not an integer")
-            if req_id in self.subscriptions:
-                self.subscriptions.discard(req_id)
-                return []
-            return [Send(self.error(req_id, 300, f"{msg.DEFAULT_ERROR_TEXT[300]}{req_id}", now))]
+        handler = HANDLERS.get(msg_id)
+        if handler is not None:
+            return handler(self, fields, now)
         if msg_id not in KNOWN_REQUESTS or msg_id == Out.REQ_CURRENT_TIME_IN_MILLIS:
             logger.info("client %s sent unknown message id %d", self.client_id, msg_id)
             text = f"{msg.DEFAULT_ERROR_TEXT[320]} Unknown message id: {msg_id}"
             return [Send(self.error(-1, 320, text, now))]
         # A request this simulator does not model: recorded (see ``received``), no answer.
         return []
+
+    @property
+    def _client_id(self) -> int:
+        return self.client_id if self.client_id is not None else -1
+
+    def _current_time(self, fields: tuple[str, ...], now: float) -> list[Action]:
+        return [Send(msg.current_time(int(self.state.wall_time(now))))]
+
+    def _current_time_in_millis(self, fields: tuple[str, ...], now: float) -> list[Action]:
+        if self.server_version < msg.MIN_VER_CURRENT_TIME_IN_MILLIS:
+            # ibapi would not send it below 197: TWS treats it as an unknown message.
+            msg_id = Out.REQ_CURRENT_TIME_IN_MILLIS.value
+            text = f"{msg.DEFAULT_ERROR_TEXT[320]} Unknown message id: {msg_id}"
+            return [Send(self.error(-1, 320, text, now))]
+        return [Send(msg.current_time_in_millis(self.state.time_ms(now)))]
+
+    def _req_ids(self, fields: tuple[str, ...], now: float) -> list[Action]:
+        return [Send(msg.next_valid_id(self.state.next_order_id(self._client_id)))]
+
+    def _place_order(self, fields: tuple[str, ...], now: float) -> list[Action]:
+        order_id = request_id_of(Out.PLACE_ORDER, fields, self.server_version)
+        if order_id < 0:
+            raise RequestFieldError("placeOrder order id missing or not an integer")
+        self.state.order_id_used(self._client_id, order_id)
+        return []
+
+    def _cancel_mkt_data(self, fields: tuple[str, ...], now: float) -> list[Action]:
+        req_id = request_id_of(Out.CANCEL_MKT_DATA, fields, self.server_version)
+        if req_id < 0:
+            raise RequestFieldError("cancelMktData ticker id missing or not an integer")
+        if req_id in self.subscriptions:
+            self.subscriptions.discard(req_id)
+            return []
+        return [Send(self.error(req_id, 300, f"{msg.DEFAULT_ERROR_TEXT[300]}{req_id}", now))]
 
     def _req_mkt_data(self, fields: tuple[str, ...], now: float) -> list[Action]:
         request = parse_req_mkt_data(fields)
@@ -282,3 +294,17 @@ class ClientSession:
         if request.snapshot:
             sends.append(msg.tick_snapshot_end(req_id))
         return [Send(data) for data in sends]
+
+
+Handler = Callable[[ClientSession, tuple[str, ...], float], list[Action]]
+
+#: The requests the session answers: message id -> handler(session, fields, now). A request
+#: not listed here is recorded and left unanswered (or refused with 320 if unknown).
+HANDLERS: dict[int, Handler] = {
+    Out.REQ_CURRENT_TIME: ClientSession._current_time,
+    Out.REQ_CURRENT_TIME_IN_MILLIS: ClientSession._current_time_in_millis,
+    Out.REQ_IDS: ClientSession._req_ids,
+    Out.PLACE_ORDER: ClientSession._place_order,
+    Out.REQ_MKT_DATA: ClientSession._req_mkt_data,
+    Out.CANCEL_MKT_DATA: ClientSession._cancel_mkt_data,
+}
