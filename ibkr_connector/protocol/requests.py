@@ -19,6 +19,8 @@ from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
 from ibapi.order_cancel import OrderCancel
 
+from .._errors import IBKRError
+
 __all__ = [
     "CancelMktData",
     "CancelOrder",
@@ -39,7 +41,7 @@ __all__ = [
 ]
 
 
-class RequestError(ValueError):
+class RequestError(IBKRError, ValueError):
     """A request is malformed; it was not sent."""
 
 
