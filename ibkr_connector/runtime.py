@@ -8,32 +8,54 @@ operators type):
     ├── core             one_for_one
     │   ├── bus          event bus: subscriptions, stats
     │   └── audit        append-only, fsync'd order trail
-    └── session          one_for_one
-        ├── connection   the socket's single writer
-        ├── limiter      priority + token bucket; all requests pass it
-        └── watchdog     health probe, reconnect, restore
+    ├── session          one_for_one
+    │   ├── connection   the socket's single writer
+    │   ├── limiter      priority + token bucket; all requests pass it
+    │   ├── watchdog     health probe, reconnect, restore
+    │   └── order_ids    hands out order ids, never one twice
+    └── control          operator endpoint (only with a control path)
 
-State that must outlive an actor's restart (the bus's subscriptions, the limiter's queue)
-is created here and handed to the actor, exactly as the tree owns mailboxes: a restart
-replaces the task, not the data.
+State that must outlive an actor's restart (the bus's subscriptions, the limiter's queue,
+the connection's intent, the next order id) is created here and handed to the actor,
+exactly as the tree owns mailboxes: a restart replaces the task, not the data.
+
+Cancellation and timeouts, for every `Runtime` method (trio's conventions):
+
+- Every ``async`` method is a checkpoint and may be cancelled by the caller's scope.
+  Cancelling a *query* (`status`, `stats`, `is_connected`, `audit`...) leaves nothing
+  behind. Methods that take a ``timeout`` or use the configured ones raise `CallTimeout`
+  when the actor does not answer in time; the actor is alive but slow, and a query that
+  timed out changed nothing.
+- `submit` is the one that writes to TWS, and its promise is that *a submit that raised
+  did not happen*: if it raises (timeout, cancellation, refusal) before the limiter
+  claimed the request for the wire, the request is never written; once claimed, `submit`
+  waits for the write's outcome (shielded from cancellation and from its own timeout,
+  bounded by the send timeout) and either returns (written) or raises what happened
+  (`DeliveryUnknown` for an order whose write broke off). See the limiter.
+- `connect` cancelled during an attempt drops that attempt's socket; `disconnect` and the
+  operator commands (`restart`, `stop`, `start`) are carried out once begun.
+- Every error raised on purpose derives from `IBKRError`; the supervision layer's errors
+  arrive as their `IBKRError` twins (`ActorNotRunning`, `CallTimeout`, ...).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, overload
 
 import attrs
 import trio
 
+from ._errors import translate_supervisor_errors
 from ._userdirs import state_dir
 from .actors import connection as conn
 from .actors.audit import AppendAudit, AuditRecord, run_audit
-from .actors.bus import EventBus, Subscription, run_event_bus
+from .actors.bus import BusStats, EventBus, EventBusStats, EventT, Subscription, run_event_bus
 from .actors.limiter import GetLimiterStats, LimiterStats, OutboundQueue, Submit, run_limiter
+from .actors.order_ids import AllocateOrderIds, OrderIdBook, run_order_ids
 from .actors.pacing import PacingGovernor
 from .actors.watchdog import GetWatchdogStatus, KeepConnected, WatchdogStatus, run_watchdog
 from .config import IBKRConfig
@@ -66,6 +88,23 @@ class RuntimeStatus:
     uptime: float
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _ibkr_errors(
+    method: Callable[_P, Coroutine[Any, Any, _R]],
+) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """The runtime's edge: supervision-layer errors leave as their `IBKRError` twins."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with translate_supervisor_errors():
+            return await method(*args, **kwargs)
+
+    return wrapper
+
+
 class Runtime:
     """A running tree. Every method is safe to call from any task of the embedding program.
 
@@ -80,6 +119,9 @@ class Runtime:
         self._limiter = registry.address("limiter")
         self._watchdog = registry.address("watchdog")
         self._audit = registry.address("audit")
+        self._bus_actor = registry.address("bus")
+        self._order_ids = registry.address("order_ids")
+        self._order_ids_book = OrderIdBook()
 
     @property
     def supervisor(self) -> Supervisor:
@@ -89,31 +131,37 @@ class Runtime:
 
     # -- connection ------------------------------------------------------------------------
 
+    @_ibkr_errors
     async def connect(self) -> conn.ConnectionStatus:
         """Connect to TWS; raises `ConnectFailed` (or `ClientIdInUse`) if it cannot."""
         result = await self._connection.call(conn.Connect(), timeout=self._call_timeout())
         assert isinstance(result, conn.ConnectionStatus)
         return result
 
+    @_ibkr_errors
     async def ensure_connected(self) -> conn.ConnectionStatus:
         result = await self._connection.call(conn.EnsureConnected(), timeout=self._call_timeout())
         assert isinstance(result, conn.ConnectionStatus)
         return result
 
+    @_ibkr_errors
     async def disconnect(self) -> None:
         await self._connection.call(conn.Disconnect(), timeout=self._call_timeout())
 
+    @_ibkr_errors
     async def keep_connected(self) -> None:
         """Connect now and keep reconnecting (with the watchdog's backoff) until connected.
 
         Returns at once; watch `events()` for `ConnectionEstablished`."""
         await self._watchdog.cast(KeepConnected())
 
+    @_ibkr_errors
     async def is_connected(self) -> bool:
         return bool(await self._connection.call(conn.IsConnected(), timeout=5.0))
 
     # -- requests and events -------------------------------------------------------------------
 
+    @_ibkr_errors
     async def submit(self, request: Request) -> None:
         """Queue *request* through the limiter; returns once it is on the wire.
 
@@ -127,10 +175,38 @@ class Runtime:
         await self._limiter.call(Submit(request, audit_seq),
                                  timeout=self.config.request_timeout)
 
-    def events(self, kinds: Collection[type] | None = None, capacity: int = 1000) -> Subscription:
-        """A subscription to the event bus (connection, TWS, supervision... events)."""
+    @_ibkr_errors
+    async def allocate_order_ids(self, count: int = 1) -> range:
+        """``count`` fresh order ids, never handed out before by this runtime or its trail.
+
+        Waits until TWS has said where ids start (after connecting), within the call
+        timeout. The ids are spent once returned: use them or leave a gap, never reuse
+        them. Cancelling the wait allocates nothing.
+        """
+        ids = await self._order_ids.call(AllocateOrderIds(count), timeout=self._call_timeout())
+        assert isinstance(ids, range)
+        return ids
+
+    @overload
+    def events(self, kinds: None = None, capacity: int = 1000) -> Subscription[object]: ...
+    @overload
+    def events(self, kinds: type[EventT], capacity: int = 1000) -> Subscription[EventT]: ...
+    @overload
+    def events(self, kinds: Collection[type[EventT]],
+               capacity: int = 1000) -> Subscription[EventT]: ...
+
+    def events(self, kinds: type | Collection[type] | None = None,
+               capacity: int = 1000) -> Subscription[object]:
+        """A subscription to the event bus: what the actors publish (connection, link and
+        watchdog events, every inbound TWS event, failed requests).
+
+        Supervision events (an actor started, exited, restarted) are not on the bus: read
+        them from ``runtime.supervisor.subscribe()``. Not a checkpoint; close the
+        subscription (or use it as a context manager) when done.
+        """
         return self.bus.subscribe(kinds, capacity)
 
+    @_ibkr_errors
     async def audit(self, kind: str, **fields: Any) -> AuditRecord:
         """Append to the audit trail; returns once the record is fsync'd."""
         record = await self._audit.call(AppendAudit(kind, fields), timeout=self._call_timeout())
@@ -142,15 +218,19 @@ class Runtime:
     def tree(self) -> ChildInfo:
         return self.supervisor.tree()
 
+    @_ibkr_errors
     async def restart(self, actor: str) -> None:
         await self.supervisor.restart_child(actor)
 
+    @_ibkr_errors
     async def stop(self, actor: str) -> None:
         await self.supervisor.terminate_child(actor)
 
+    @_ibkr_errors
     async def start(self, actor: str) -> None:
         await self.supervisor.start_child(actor)
 
+    @_ibkr_errors
     async def status(self) -> RuntimeStatus:
         connection = await self._connection.call(conn.GetStatus(), timeout=5.0)
         watchdog = await self._watchdog.call(GetWatchdogStatus(), timeout=5.0)
@@ -158,12 +238,14 @@ class Runtime:
         return RuntimeStatus(connection, watchdog, limiter,
                              trio.current_time() - self._started_at)
 
+    @_ibkr_errors
     async def stats(self) -> dict[str, object]:
         """The metrics operators ask for: request rate, uptime, reconnects, subscriptions."""
         status = await self.status()
         c, lim = status.connection, status.limiter
         now = trio.current_time()
-        bus = self.bus.stats()
+        bus = await self._bus_actor.call(BusStats(), timeout=5.0)
+        assert isinstance(bus, EventBusStats)
         return {
             "runtime_uptime_s": round(status.uptime, 3),
             "connection_uptime_s": (round(now - c.connected_since, 3)
@@ -186,6 +268,7 @@ class Runtime:
                                     if status.watchdog.last_probe_rtt is not None else None),
         }
 
+    @_ibkr_errors
     async def status_report(self) -> dict[str, object]:
         """`status` for operators, as JSON-able data. Accounts are masked."""
         status = await self.status()
@@ -245,6 +328,9 @@ def build_tree(config: IBKRConfig, runtime: Runtime, registry: Registry,
             ChildSpec("watchdog", functools.partial(
                 run_watchdog, config=config, connection=address("connection"),
                 limiter=address("limiter"), bus=bus)),
+            ChildSpec("order_ids", functools.partial(
+                run_order_ids, book=runtime._order_ids_book, bus=bus,
+                connection=address("connection"), limiter=address("limiter"))),
         ),
     )
     children: list[ChildSpec | SupervisorSpec] = [core, session]
@@ -275,8 +361,9 @@ async def open_runtime(config: IBKRConfig | None = None, *, connect: bool = Fals
     spec = build_tree(config, runtime, registry, outbound,
                       audit_path or config.audit_path or default_audit_path(),
                       control_path or config.control_path)
-    async with open_supervisor(spec, registry=registry) as supervisor:
-        runtime._supervisor = supervisor
-        if connect:
-            await runtime.connect()
-        yield runtime
+    with translate_supervisor_errors():
+        async with open_supervisor(spec, registry=registry) as supervisor:
+            runtime._supervisor = supervisor
+            if connect:
+                await runtime.connect()
+            yield runtime
