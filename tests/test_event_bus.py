@@ -1,11 +1,10 @@
 """The event bus core: reliable events never dropped (a subscriber that falls too far behind
 is cut off, visibly), market data conflated per key, publish never blocks, isinstance
-filtering, independent subscribers.
-
-The actor shell ``run_event_bus`` is not exercised here: ``ibkr_connector.supervisor`` did
-not yet export ``open_supervisor`` when this file was written.
+filtering, independent subscribers, peek-then-commit for readers that must not lose an
+event to their own crash; and the actor shell answering BusStats from a real tree.
 """
 
+import functools
 import inspect
 from collections.abc import Hashable
 
@@ -15,12 +14,14 @@ import trio
 import trio.testing
 
 from ibkr_connector.actors.bus import (
+    BusStats,
     EventBus,
     EventBusStats,
-    Subscribe,
     SubscriberOverflow,
     Subscription,
+    run_event_bus,
 )
+from ibkr_connector.supervisor import ChildSpec, SupervisorSpec, open_supervisor
 
 
 @attrs.frozen
@@ -57,7 +58,7 @@ class Unkeyed:
     conflation_key: None = None
 
 
-def _pending(sub: Subscription) -> list[object]:
+def _pending(sub: Subscription[object]) -> list[object]:
     events = []
     while True:
         try:
@@ -216,9 +217,15 @@ def test_subscribe_validates_capacity_and_kinds() -> None:
         bus.subscribe(kinds=["OrderStatus"])  # type: ignore[list-item]
 
 
-def test_subscribe_message_normalises_kinds_to_a_tuple() -> None:
-    assert Subscribe(kinds=[Tick]).kinds == (Tick,)
-    assert Subscribe().kinds is None
+def test_kinds_are_kept_as_a_tuple_and_one_class_needs_no_collection() -> None:
+    bus = EventBus()
+    assert bus.subscribe([Tick]).kinds == (Tick,)
+    assert bus.subscribe().kinds is None
+    one = bus.subscribe(OrderStatus)
+    assert one.kinds == (OrderStatus,)
+    bus.publish(Tick(1, 1, 1.0))
+    bus.publish(OrderStatus(1, "Filled"))
+    assert _pending(one) == [OrderStatus(1, "Filled")]
 
 
 async def test_a_blocked_receiver_wakes_when_an_event_is_published() -> None:
@@ -288,3 +295,105 @@ async def test_a_cancelled_receive_loses_no_event(autojump_clock: trio.testing.M
         with pytest.raises(trio.Cancelled):
             await sub.receive()
     assert await sub.receive() == OrderStatus(1, "Filled")
+
+
+# --- peek and commit -----------------------------------------------------------------
+
+
+async def test_a_peeked_event_stays_until_committed() -> None:
+    bus = EventBus()
+    sub = bus.subscribe()
+    bus.publish(OrderStatus(1, "Submitted"))
+    bus.publish(OrderStatus(1, "Filled"))
+    assert await sub.peek() == OrderStatus(1, "Submitted")
+    assert await sub.peek() == OrderStatus(1, "Submitted")  # a second reader sees it too
+    assert sub.pending() == 2
+    sub.commit()
+    assert await sub.peek() == OrderStatus(1, "Filled")
+    sub.commit()
+    sub.commit()  # nothing peeked: nothing removed
+    assert sub.pending() == 0
+    assert bus.stats().delivered == 2
+
+
+async def test_an_event_peeked_by_a_reader_that_died_goes_to_the_next_reader() -> None:
+    bus = EventBus()
+    sub = bus.subscribe()
+    seen: list[object] = []
+
+    async def crashing_reader() -> None:
+        seen.append(await sub.peek())
+        raise OSError("the disk went away before the event was written")
+
+    bus.publish(OrderStatus(7, "Filled"))
+    with pytest.raises(OSError):
+        await crashing_reader()
+    assert await sub.receive() == OrderStatus(7, "Filled")
+    assert seen == [OrderStatus(7, "Filled")]
+
+
+async def test_peek_waits_for_an_event_and_a_cancelled_peek_loses_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    bus = EventBus()
+    sub = bus.subscribe()
+    with trio.move_on_after(1) as scope:
+        await sub.peek()
+    assert scope.cancelled_caught
+    peeked: list[object] = []
+
+    async def reader() -> None:
+        peeked.append(await sub.peek())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        bus.publish(OrderStatus(2, "Filled"))
+    assert peeked == [OrderStatus(2, "Filled")]
+    assert sub.receive_nowait() == OrderStatus(2, "Filled")
+
+
+async def test_a_conflated_value_newer_than_the_peek_survives_the_commit() -> None:
+    bus = EventBus()
+    sub = bus.subscribe()
+    bus.publish(Tick(1, 1, 1.0))
+    assert await sub.peek() == Tick(1, 1, 1.0)
+    bus.publish(Tick(1, 1, 2.0))  # arrives while the reader deals with the old price
+    sub.commit()
+    assert _pending(sub) == [Tick(1, 1, 2.0)]
+
+
+async def test_peek_raises_like_receive_once_closed_or_cut_off() -> None:
+    bus = EventBus()
+    cut = bus.subscribe(capacity=1)
+    bus.publish(OrderStatus(1, "Submitted"))
+    bus.publish(OrderStatus(2, "Submitted"))
+    with pytest.raises(SubscriberOverflow):
+        await cut.peek()
+    closed = bus.subscribe()
+    bus.publish(OrderStatus(3, "Filled"))
+    assert await closed.peek() == OrderStatus(3, "Filled")
+    closed.close()
+    closed.commit()  # the close already discarded it: nothing to do
+    with pytest.raises(trio.EndOfChannel):
+        await closed.peek()
+
+
+# --- the actor shell -----------------------------------------------------------------
+
+
+async def test_the_bus_actor_answers_stats_and_its_restart_keeps_subscriptions() -> None:
+    bus = EventBus()
+    sub = bus.subscribe([OrderStatus])
+    spec = SupervisorSpec("root", children=(
+        ChildSpec("bus", functools.partial(run_event_bus, bus=bus)),))
+    async with open_supervisor(spec) as supervisor:
+        bus.publish(OrderStatus(1, "Filled"))
+        stats = await supervisor.address("bus").call(BusStats())
+        await supervisor.restart_child("bus")
+        bus.publish(OrderStatus(2, "Filled"))
+        after = await supervisor.address("bus").call(BusStats())
+    assert stats == EventBusStats(
+        published=1, delivered=0, conflated=0, overflow_disconnects=0, subscribers=1)
+    assert after.published == 2 and after.subscribers == 1
+    assert _pending(sub) == [OrderStatus(1, "Filled"), OrderStatus(2, "Filled")]

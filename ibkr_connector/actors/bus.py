@@ -19,8 +19,16 @@ Each subscription is a deque plus a dict (key -> pending slot) plus one ``Parkin
 wake its reader: one allocation per new conflation key, none per conflated update. All of
 it must be used from the Trio thread (the protocol bridge hands events into Trio first).
 
-The :class:`EventBus` object is owned by the runtime, not by the actor task: the actor shell
-:func:`run_event_bus` only serves requests from its mailbox, so a restart of the shell ends
+A subscriber that must not lose an event to its own crash (the audit trail) reads with
+:meth:`Subscription.peek` and :meth:`Subscription.commit`: the event stays at the head of
+the queue until it has been dealt with, so the next reader -- a restarted actor holding the
+same runtime-owned subscription -- gets it again.
+
+Publishing and subscribing are plain synchronous calls on the shared :class:`EventBus`, not
+messages: a mailbox hop would cost the market-data hot path a task switch per event, and a
+subscribe would fail while the actor restarts. The :class:`EventBus` object is owned by the
+runtime, not by the actor task; the actor shell :func:`run_event_bus` gives the bus its
+place in the supervision tree and answers :class:`BusStats`, so a restart of the shell ends
 no subscription.
 """
 
@@ -28,25 +36,35 @@ from __future__ import annotations
 
 import collections
 from collections.abc import AsyncIterator, Collection, Hashable
+from typing import Final, Generic, NoReturn, TypeVar, cast, overload
 
 import attrs
 import trio
 
-from ..supervisor import Mailbox
+from .._errors import IBKRError
+from ..supervisor import Envelope, Mailbox, serve
 
 __all__ = [
     "BusStats",
     "EventBus",
     "EventBusStats",
-    "Publish",
-    "Subscribe",
     "SubscriberOverflow",
     "Subscription",
     "run_event_bus",
 ]
 
+EventT = TypeVar("EventT")
+EventT_co = TypeVar("EventT_co", covariant=True)
 
-class SubscriberOverflow(Exception):
+
+class _NothingPeeked:
+    """The type of :data:`_NOTHING_PEEKED`."""
+
+
+_NOTHING_PEEKED: Final = _NothingPeeked()
+
+
+class SubscriberOverflow(IBKRError):
     """The subscriber fell more than its capacity of reliable events behind and was cut off.
 
     The events it had not yet received are gone; it must resubscribe and resync.
@@ -86,12 +104,14 @@ class EventBusStats:
     """Subscriptions currently attached."""
 
 
-class Subscription:
+class Subscription(Generic[EventT_co]):
     """The receiving side of one subscriber: ``async for event in subscription``.
 
     Iteration ends when the subscription is closed (:meth:`close`, or :meth:`EventBus.close`
     after the pending events are received); it raises :class:`SubscriberOverflow` if the
-    subscriber was cut off. Create it with :meth:`EventBus.subscribe`.
+    subscriber was cut off. Create it with :meth:`EventBus.subscribe`, which types it by the
+    kinds asked for: ``bus.subscribe([ConnectionLost])`` is a
+    ``Subscription[ConnectionLost]``.
     """
 
     __slots__ = (
@@ -101,6 +121,7 @@ class Subscription:
         "_ended",
         "_kinds",
         "_lot",
+        "_peeked",
         "_queue",
         "_reliable_pending",
         "_slots",
@@ -117,6 +138,9 @@ class Subscription:
         self._closed_reason: BaseException | None = None
         # Set when no more events will come but the pending ones may still be received.
         self._ended = False
+        # What the last peek returned, until commit: a conflated slot updated since then
+        # keeps its newer event rather than lose it unseen.
+        self._peeked: object = _NOTHING_PEEKED
 
     @property
     def kinds(self) -> tuple[type, ...] | None:
@@ -178,13 +202,18 @@ class Subscription:
             self._reliable_pending = 0
         self._lot.unpark_all()
 
-    def receive_nowait(self) -> object:
+    def receive_nowait(self) -> EventT_co:
         """The next event if one is pending; raises ``trio.WouldBlock`` otherwise.
 
         Raises :class:`SubscriberOverflow` if cut off, ``trio.EndOfChannel`` once closed.
         """
         if self._queue:
-            return self._take()
+            self._peeked = _NOTHING_PEEKED
+            # publish hands a subscription only instances of its kinds
+            return cast(EventT_co, self._take())
+        self._raise_empty()
+
+    def _raise_empty(self) -> NoReturn:
         reason = self._closed_reason
         if isinstance(reason, SubscriberOverflow):
             # A fresh instance each time: re-raising one would grow its traceback forever.
@@ -193,7 +222,7 @@ class Subscription:
             raise trio.EndOfChannel
         raise trio.WouldBlock
 
-    async def receive(self) -> object:
+    async def receive(self) -> EventT_co:
         """Wait for and return the next event.
 
         Raises :class:`SubscriberOverflow` if cut off and ``trio.EndOfChannel`` once closed.
@@ -209,22 +238,59 @@ class Subscription:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return event
 
+    async def peek(self) -> EventT_co:
+        """Wait for the next event and return it *without* removing it; see :meth:`commit`.
+
+        For a reader that must not lose an event to its own crash: peek, deal with the
+        event (write it down), then commit. If the reader dies in between, the event is
+        still at the head for whoever reads next. Peeking again without a commit returns
+        the same event (or, for a conflated key, its newer value). Raises like
+        :meth:`receive`; cancellation loses nothing.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._queue:
+            try:
+                self._raise_empty()
+            except trio.WouldBlock:
+                await self._lot.park()
+        head = self._queue[0]
+        event = head.event if type(head) is _Slot else head
+        self._peeked = event
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return cast(EventT_co, event)
+
+    def commit(self) -> None:
+        """Remove the event the last :meth:`peek` returned: it has been dealt with.
+
+        A no-op if there is nothing to commit (no peek since the last commit or receive,
+        or the subscription was closed or cut off meanwhile, which already discarded it).
+        If the peeked event was market data whose key got a newer value since, the newer
+        value stays queued, so it is not lost unseen.
+        """
+        peeked, self._peeked = self._peeked, _NOTHING_PEEKED
+        if peeked is _NOTHING_PEEKED or not self._queue:
+            return
+        head = self._queue[0]
+        if type(head) is _Slot and head.event is not peeked:
+            return
+        self._take()
+
     def close(self) -> None:
         """Unsubscribe and discard pending events; a blocked or later receive ends the
         iteration. Idempotent; closing after an overflow keeps the overflow reason."""
         self._bus._detach(self)
         self._shut(trio.ClosedResourceError("subscription closed"), keep_pending=False)
 
-    def __aiter__(self) -> AsyncIterator[object]:
+    def __aiter__(self) -> AsyncIterator[EventT_co]:
         return self
 
-    async def __anext__(self) -> object:
+    async def __anext__(self) -> EventT_co:
         try:
             return await self.receive()
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
 
-    def __enter__(self) -> Subscription:
+    def __enter__(self) -> Subscription[EventT_co]:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -239,26 +305,39 @@ class EventBus:
     def __init__(self) -> None:
         # A tuple, replaced on (un)subscribe: publish iterates it without copying, and a
         # subscriber removed during the loop does not disturb the iteration.
-        self._subs: tuple[Subscription, ...] = ()
+        self._subs: tuple[Subscription[object], ...] = ()
         self._published = 0
         self._delivered = 0
         self._conflated = 0
         self._overflows = 0
         self._closed = False
 
+    @overload
+    def subscribe(self, kinds: None = None, capacity: int = 1000) -> Subscription[object]: ...
+    @overload
+    def subscribe(self, kinds: type[EventT], capacity: int = 1000) -> Subscription[EventT]: ...
+    @overload
     def subscribe(
-        self, kinds: Collection[type] | None = None, capacity: int = 1000
-    ) -> Subscription:
-        """A new subscription to events that are instances of any of ``kinds`` (None: all).
+        self, kinds: Collection[type[EventT]], capacity: int = 1000
+    ) -> Subscription[EventT]: ...
 
-        ``capacity`` bounds the reliable events that may wait for this subscriber.
+    def subscribe(
+        self, kinds: type | Collection[type] | None = None, capacity: int = 1000
+    ) -> Subscription[object]:
+        """A new subscription to events that are instances of ``kinds``: one class, a
+        collection of classes (any of them), or None (every event).
+
+        The subscription is typed by what it can yield: one class gives
+        ``Subscription[ThatClass]``; several give their nearest common base (as mypy joins
+        them), so ``isinstance`` narrows each event without casts. ``capacity`` bounds the
+        reliable events that may wait for this subscriber.
         """
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity!r}")
-        kind_tuple = None if kinds is None else tuple(kinds)
+        kind_tuple = _kinds_tuple(kinds)
         if kind_tuple is not None and not all(isinstance(k, type) for k in kind_tuple):
             raise TypeError(f"kinds must be classes, got {kinds!r}")
-        sub = Subscription(self, kind_tuple, capacity)
+        sub: Subscription[object] = Subscription(self, kind_tuple, capacity)
         if self._closed:
             sub._shut(trio.EndOfChannel("event bus closed"), keep_pending=False)
         else:
@@ -299,41 +378,30 @@ class EventBus:
         for sub in subs:
             sub._shut(trio.EndOfChannel("event bus closed"), keep_pending=True)
 
-    def _detach(self, sub: Subscription) -> None:
+    def _detach(self, sub: Subscription[object]) -> None:
         if sub in self._subs:
             self._subs = tuple(s for s in self._subs if s is not sub)
 
-    def _overflow(self, sub: Subscription) -> None:
+    def _overflow(self, sub: Subscription[object]) -> None:
         self._overflows += 1
         self._detach(sub)
         sub._shut(SubscriberOverflow(sub._capacity), keep_pending=False)
+
+
+def _kinds_tuple(kinds: type | Collection[type] | None) -> tuple[type, ...] | None:
+    if kinds is None:
+        return None
+    if isinstance(kinds, type):  # one class (even an iterable one, like an Enum)
+        return (kinds,)
+    return tuple(kinds)
 
 
 # --- the actor shell ------------------------------------------------------------------
 
 
 @attrs.frozen
-class Publish:
-    """Cast: publish ``event`` (same as calling :meth:`EventBus.publish` directly)."""
-
-    event: object
-
-
-def _kinds_tuple(kinds: Collection[type] | None) -> tuple[type, ...] | None:
-    return None if kinds is None else tuple(kinds)
-
-
-@attrs.frozen
-class Subscribe:
-    """Call: reply is a new :class:`Subscription`."""
-
-    kinds: tuple[type, ...] | None = attrs.field(default=None, converter=_kinds_tuple)
-    capacity: int = 1000
-
-
-@attrs.frozen
 class BusStats:
-    """Call: reply is an :class:`EventBusStats`."""
+    """Call: reply is an :class:`EventBusStats` (the runtime's ``stats`` asks this way)."""
 
 
 async def run_event_bus(
@@ -342,23 +410,13 @@ async def run_event_bus(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Actor shell: serve :class:`Publish`, :class:`Subscribe` and :class:`BusStats`.
+    """Actor shell: answer :class:`BusStats` until the supervisor stops it.
 
-    Returns when the mailbox iteration ends (the supervisor stopped it). The bus is
-    passed in and survives the shell, so a restart keeps every subscription; an unknown
-    message fails its caller with TypeError rather than crashing the shell.
+    The bus is passed in and survives the shell, so a restart keeps every subscription.
     """
+
+    async def stats(message: BusStats, envelope: Envelope) -> EventBusStats:
+        return bus.stats()
+
     task_status.started()
-    async for envelope in mailbox:
-        message = envelope.message
-        if type(message) is Publish:
-            bus.publish(message.event)
-        elif isinstance(message, Subscribe):
-            try:
-                envelope.reply(bus.subscribe(message.kinds, message.capacity))
-            except (TypeError, ValueError) as exc:
-                envelope.fail(exc)
-        elif isinstance(message, BusStats):
-            envelope.reply(bus.stats())
-        else:
-            envelope.fail(TypeError(f"event bus: unexpected message {type(message).__name__}"))
+    await serve(mailbox, {BusStats: stats})
