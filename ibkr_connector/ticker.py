@@ -1,0 +1,154 @@
+"""`Ticker`: a live, typed view of one contract's market data.
+
+The market-data actor is the only writer of a `Ticker`; user code reads its fields at any
+moment, or waits for the next change with ``async for _ in ticker.updates()``. Like a
+conflated bus subscription, ``updates()`` yields once per *change since you last looked*,
+never a backlog: a strategy that takes 50 ms to think sees the latest quote, not the 40
+quotes it missed. Every subscriber of the same contract shares one `Ticker` (one TWS line).
+
+TWS's "not computed" sentinels and its "no quote" prices (-1, or 0 with size 0) are `None`
+here, so arithmetic on a missing value fails loudly instead of pricing a spread at -1.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import attrs
+import trio
+from ibapi.contract import Contract
+
+__all__ = ["Greeks", "MarketDataKind", "Ticker", "TickerState"]
+
+
+class MarketDataKind(enum.IntEnum):
+    """What TWS says it is streaming (its ``marketDataType``)."""
+
+    LIVE = 1
+    FROZEN = 2
+    DELAYED = 3
+    DELAYED_FROZEN = 4
+
+
+class TickerState(enum.Enum):
+    PENDING = "pending"  # asked for, nothing received yet (or waiting for a line)
+    STREAMING = "streaming"
+    STALE = "stale"  # no update for longer than the staleness bound, or its farm is down
+    FAILED = "failed"  # TWS refused it for good (see `error`)
+    CLOSED = "closed"  # unsubscribed by every holder
+
+
+@attrs.frozen
+class Greeks:
+    """One ``tickOptionComputation`` as numbers; None where TWS did not compute a value."""
+
+    implied_vol: float | None = None
+    delta: float | None = None
+    gamma: float | None = None
+    vega: float | None = None
+    theta: float | None = None
+    option_price: float | None = None
+    pv_dividend: float | None = None
+    underlying_price: float | None = None
+
+
+#: tickOptionComputation tick types -> the source name used in `Ticker.greeks`.
+GREEKS_SOURCES = {10: "bid", 11: "ask", 12: "last", 13: "model",
+                  80: "bid", 81: "ask", 82: "last", 83: "model"}
+
+
+def _price(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value) or value == -1:
+        return None
+    return value
+
+
+@attrs.define(eq=False)
+class Ticker:
+    """The latest market data of ``contract``; see the module docstring."""
+
+    contract: Contract
+    bid: float | None = None
+    ask: float | None = None
+    last: float | None = None
+    bid_size: Decimal | None = None
+    ask_size: Decimal | None = None
+    last_size: Decimal | None = None
+    volume: Decimal | None = None
+    high: float | None = None
+    low: float | None = None
+    close: float | None = None
+    open: float | None = None
+    greeks: dict[str, Greeks] = attrs.Factory(dict)
+    """Option greeks by source: ``bid``, ``ask``, ``last``, ``model`` (TWS's own)."""
+    implied_vol: float | None = None
+    """The option's implied vol (model greeks), or the underlying's 30-day IV (tick 24)."""
+    historical_vol: float | None = None
+    option_volume: dict[str, Decimal] = attrs.Factory(dict)
+    open_interest: dict[str, Decimal] = attrs.Factory(dict)
+    market_data_kind: MarketDataKind | None = None
+    state: TickerState = TickerState.PENDING
+    error: str | None = None
+    """Why the ticker failed or is degraded (TWS code and its meaning, never account data)."""
+    halted: bool = False
+    last_update: float | None = None
+    """``trio.current_time()`` of the last change, or None before the first."""
+    _version: int = 0
+    _changed: trio.Event = attrs.Factory(trio.Event)
+
+    @property
+    def mid(self) -> float | None:
+        if self.bid is None or self.ask is None:
+            return None
+        return (self.bid + self.ask) / 2
+
+    @property
+    def model_greeks(self) -> Greeks | None:
+        return self.greeks.get("model")
+
+    @property
+    def is_delayed(self) -> bool:
+        return self.market_data_kind in (MarketDataKind.DELAYED, MarketDataKind.DELAYED_FROZEN)
+
+    async def updates(self) -> AsyncIterator[Ticker]:
+        """Yield this ticker after every change (conflated); ends when it is closed.
+
+        A checkpoint per iteration; cancelling the loop loses nothing (the ticker holds
+        the latest values). A `FAILED` ticker ends the iteration too, after one last yield.
+        """
+        seen = self._version
+        while True:
+            while self._version == seen and self.state is not TickerState.CLOSED:
+                await self._changed.wait()
+            if self._version != seen:
+                seen = self._version
+                yield self
+                if self.state is TickerState.FAILED:
+                    return
+            if self.state is TickerState.CLOSED:
+                return
+
+    # -- the writer's side (the market-data actor only) --------------------------------
+
+    def _touch(self, now: float) -> None:
+        self.last_update = now
+        self._version += 1
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
+
+    def _set_state(self, state: TickerState, error: str | None, now: float) -> None:
+        if state is self.state and error == self.error:
+            return
+        self.state = state
+        self.error = error
+        self._version += 1
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
+        if state is TickerState.STREAMING:
+            self.last_update = now
+
+    def _set_price(self, field: str, value: float | None) -> None:
+        setattr(self, field, _price(value))
