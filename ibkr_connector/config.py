@@ -1,66 +1,99 @@
 """Configuration: what the runtime needs to know before it opens a socket.
 
-`IBKRConfig` and `WatchdogConfig` are frozen attrs classes validated at construction, so a
-bad value is a `ConfigError` naming the setting before anything reaches the wire. They can be
+`IBKRConfig` and `WatchdogConfig` are frozen attrs classes checked at construction, so a bad
+value is a `ConfigError` naming the setting before anything reaches the wire. They can be
 built in code, from ``IBKR_*`` environment variables, or from a TOML file (environment wins
 over the file, the file over the defaults). The defaults are those of the seed design.
+
+One table, three sources. Every field is declared with :func:`setting` (or, for a nested
+table such as ``watchdog``, :func:`section`), and everything else is derived from those
+declarations: the ``IBKR_<NAME>`` variable, the TOML key (``[ibkr]`` for `IBKRConfig`,
+``[ibkr.<section>]`` for a section), how a variable's text is parsed, what type a TOML or
+code value must have, and the rules it must pass. So the same value is refused the same way
+whichever source it came from (``port = 7497.5``, ``IBKR_PORT=7497.5`` and
+``IBKRConfig(port=7497.5)`` all fail naming ``port``), and an ``IBKR_*`` variable or TOML
+key that names no field is an error rather than silently ignored.
+
+To add a setting, declare the field and nothing else::
+
+    quote_timeout: float = setting(10.0, FLOAT, POSITIVE, example=5.0,
+                                   help="seconds to wait for a first quote")
+
+``kind`` (`INT`, `FLOAT`, `TEXT`, `PATH`, `TIME_OF_DAY`, or a new `Kind`, all in
+:mod:`._settings`) says what type it takes and how a variable's text is parsed; the checks
+(`POSITIVE`, `PORT`, ... or a new `Check`) are the rules it must pass; ``example`` is a
+valid non-default value (the tests set every field to it through each source, and walk
+every kind's and check's ``refuses`` examples); ``help`` is its meaning for
+:func:`settings_table` and ``docs/operations.md`` (whose table must list the new
+``IBKR_*`` variable: a test says so). A field that is neither
+a setting nor a section is refused when the class is created. A new group of settings is a
+class built the same way (``@attrs.frozen(kw_only=True, field_transformer=bind_settings)``),
+attached with ``section(TheConfig)``; its variables share
+the flat ``IBKR_`` namespace, and a clash is refused at import. Rules that span fields go in
+``__attrs_post_init__``, raising `ConfigError` with the field names in the message (the
+loader prefixes the variables or keys that set them).
 """
 
 from __future__ import annotations
 
 import datetime
+import difflib
+import functools
 import logging
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, cast
 
 import attrs
 
-__all__ = ["ConfigError", "IBKRConfig", "WatchdogConfig", "load_config"]
+from ._settings import (
+    AT_LEAST_ONE,
+    CLIENT_ID,
+    FLOAT,
+    FRACTION,
+    INT,
+    LOG_LEVEL,
+    LOG_LEVEL_NAME,
+    NON_NEGATIVE,
+    NOT_BLANK,
+    PATH,
+    PORT,
+    POSITIVE,
+    PREFIX,
+    TEXT,
+    TIME_OF_DAY,
+    TIMEZONE,
+    UNDER_A_DAY,
+    WALL_CLOCK,
+    Check,
+    ConfigError,
+    Kind,
+    SettingInfo,
+    bind_settings,
+    section,
+    sections_of,
+    setting,
+    walk_settings,
+)
 
-_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+__all__ = [
+    "NOT_SETTINGS", "Check", "ConfigError", "IBKRConfig", "Kind", "SettingInfo",
+    "WatchdogConfig", "load_config", "section", "setting", "settings_table",
+]
+
 _PACING_BUDGET = 49
+#: ``IBKR_*`` variables that are read but are not settings: the config file itself, and the
+#: switches of the tests that run against a real TWS (``tests/test_real_tws.py``).
+NOT_SETTINGS: Final = frozenset({"IBKR_CONFIG", "IBKR_REAL_TWS", "IBKR_REAL_CLIENT_ID"})
 
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the setting and the bad value."""
+# -- the classes ---------------------------------------------------------------------------------
 
 
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0:
-        raise ConfigError(f"{attribute.name} must be > 0, got {value!r}")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value < 0:
-        raise ConfigError(f"{attribute.name} must be >= 0, got {value!r}")
-
-
-def _port(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if not 1 <= value <= 65535:
-        raise ConfigError(f"{attribute.name} must be a TCP port 1..65535, got {value!r}")
-
-
-def _client_id(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    # TWS takes any 32-bit signed id; 0 is the "master" id that also sees manual orders.
-    if not 0 <= value <= 2**31 - 1:
-        raise ConfigError(f"{attribute.name} must be 0..2147483647, got {value!r}")
-
-
-def _log_level(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
-    if value not in _LOG_LEVELS:
-        levels = ", ".join(_LOG_LEVELS)
-        raise ConfigError(f"{attribute.name} must be one of {levels}, got {value!r}")
-
-
-def _upper(value: object) -> object:
-    return value.upper() if isinstance(value, str) else value
-
-
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=bind_settings)
 class WatchdogConfig:
     """How the watchdog judges health and paces reconnects.
 
@@ -68,15 +101,28 @@ class WatchdogConfig:
     the TWS machine's local time); a disconnect inside it is expected, not alarmed.
     """
 
-    health_check_interval: float = attrs.field(default=30.0, validator=_positive)
-    reconnect_initial_delay: float = attrs.field(default=2.0, validator=_positive)
-    reconnect_max_delay: float = attrs.field(default=60.0, validator=_positive)
-    reconnect_multiplier: float = attrs.field(default=2.0, validator=_positive)
-    reconnect_jitter: float = attrs.field(default=0.1, validator=_non_negative)
-    stable_after: float = attrs.field(default=60.0, validator=_positive)
-    daily_restart_time: datetime.time = attrs.field(default=datetime.time(23, 55))
-    daily_restart_duration: float = attrs.field(default=15 * 60.0, validator=_positive)
-    daily_restart_timezone: str | None = None
+    health_check_interval: float = setting(
+        30.0, FLOAT, POSITIVE, example=10.0, help="seconds between health probes")
+    reconnect_initial_delay: float = setting(
+        2.0, FLOAT, POSITIVE, example=1.0, help="first reconnect delay (s)")
+    reconnect_max_delay: float = setting(
+        60.0, FLOAT, POSITIVE, example=30.0, help="longest reconnect delay (s)")
+    reconnect_multiplier: float = setting(
+        2.0, FLOAT, AT_LEAST_ONE, example=1.5, help="growth of the delay per failed attempt")
+    reconnect_jitter: float = setting(
+        0.1, FLOAT, FRACTION, example=0.2, help="each delay is spread by this +- fraction")
+    stable_after: float = setting(
+        60.0, FLOAT, POSITIVE, example=120.0,
+        help="a connection up this long (s) starts the delays over when lost")
+    daily_restart_time: datetime.time = setting(
+        datetime.time(23, 55), TIME_OF_DAY, WALL_CLOCK, example=datetime.time(5, 30),
+        help="TWS's auto-restart time, wall clock of the TWS machine")
+    daily_restart_duration: float = setting(
+        15 * 60.0, FLOAT, POSITIVE, UNDER_A_DAY, example=600.0,
+        help="how long (s) after that time a disconnect counts as expected")
+    daily_restart_timezone: str | None = setting(
+        None, TEXT, TIMEZONE, example="America/New_York",
+        help="IANA zone of that clock (default: this host's)")
 
     def __attrs_post_init__(self) -> None:
         if self.reconnect_max_delay < self.reconnect_initial_delay:
@@ -84,38 +130,46 @@ class WatchdogConfig:
                 "reconnect_max_delay must be >= reconnect_initial_delay, got "
                 f"{self.reconnect_max_delay!r} < {self.reconnect_initial_delay!r}"
             )
-        if self.reconnect_jitter >= 1:
-            raise ConfigError(f"reconnect_jitter must be < 1, got {self.reconnect_jitter!r}")
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=bind_settings)
 class IBKRConfig:
     """Where TWS is and how hard the runtime may talk to it."""
 
-    host: str = "127.0.0.1"
-    port: int = attrs.field(default=7497, validator=_port)
-    client_id: int = attrs.field(default=1, validator=_client_id)
+    host: str = setting("127.0.0.1", TEXT, NOT_BLANK, example="10.0.0.5",
+                        help="where TWS / IB Gateway listens")
+    port: int = setting(7497, INT, PORT, example=4002,
+                        help="TWS 7497 paper / 7496 live; IB Gateway 4002 / 4001")
+    client_id: int = setting(1, INT, CLIENT_ID, example=7,
+                             help="API client id; one connection per id (326 otherwise)")
     # IB's limit is 50 client messages in any 1 s window. A token bucket admits at most
     # burst + rate in one second, and the startApi of a reconnect also counts, so
     # rate + burst must leave one message free: 45 + 3 + 1 = 49.
-    requests_per_second: float = attrs.field(default=45.0, validator=_positive)
-    burst: float = attrs.field(default=3.0, validator=_positive)
-    connection_timeout: float = attrs.field(default=30.0, validator=_positive)
-    request_timeout: float = attrs.field(default=60.0, validator=_positive)
+    requests_per_second: float = setting(45.0, FLOAT, POSITIVE, example=40.0,
+                                         help="the limiter's token rate")
+    burst: float = setting(3.0, FLOAT, POSITIVE, example=2.0,
+                           help="the limiter's bucket size")
+    connection_timeout: float = setting(30.0, FLOAT, POSITIVE, example=10.0,
+                                        help="seconds a connection handshake may take")
+    request_timeout: float = setting(60.0, FLOAT, POSITIVE, example=20.0,
+                                     help="seconds a request may wait for the wire")
     # A request TWS rejects for pacing (error 100) is retried up to max_retries times,
     # after the limiter has stopped sending for retry_delay (TWS's window is 1 s).
-    max_retries: int = attrs.field(default=3, validator=_non_negative)
-    retry_delay: float = attrs.field(default=1.0, validator=_non_negative)
-    log_level: str = attrs.field(default="INFO", converter=_upper, validator=_log_level)
-    # On 326 (client id in use) try the next id instead of failing, up to this many times.
-    client_id_retries: int = attrs.field(default=0, validator=_non_negative)
-    audit_path: Path | None = None
-    control_path: Path | None = None
-    watchdog: WatchdogConfig = attrs.field(factory=WatchdogConfig)
+    max_retries: int = setting(3, INT, NON_NEGATIVE, example=5,
+                               help="retries of a request TWS rejected for pacing (100)")
+    retry_delay: float = setting(1.0, FLOAT, NON_NEGATIVE, example=2.0,
+                                 help="pause (s) after a pacing rejection")
+    log_level: str = setting("INFO", LOG_LEVEL_NAME, LOG_LEVEL, example="DEBUG",
+                             help="DEBUG also shows TWS's raw message texts")
+    client_id_retries: int = setting(0, INT, NON_NEGATIVE, example=2,
+                                     help="on 326, try the next client id this many times")
+    audit_path: Path | None = setting(None, PATH, example=Path("/var/lib/ibkr/audit.jsonl"),
+                                      help="the audit trail")
+    control_path: Path | None = setting(None, PATH, example=Path("/run/ibkr/control.sock"),
+                                        help="the control socket")
+    watchdog: WatchdogConfig = section(WatchdogConfig)
 
     def __attrs_post_init__(self) -> None:
-        if not self.host:
-            raise ConfigError("host must not be empty")
         if self.requests_per_second + self.burst > _PACING_BUDGET:
             raise ConfigError(
                 f"requests_per_second + burst must be <= {_PACING_BUDGET} (IB allows 50 "
@@ -128,94 +182,62 @@ class IBKRConfig:
         return int(logging.getLevelName(self.log_level))
 
 
-# name -> (section, field, parser). Section None is IBKRConfig itself.
-def _parse_int(text: str) -> int:
-    return int(text.strip())
+@functools.cache
+def settings_table() -> tuple[SettingInfo, ...]:
+    """Every setting of `IBKRConfig`, sections included, in declaration order."""
+    table = tuple(walk_settings(IBKRConfig))
+    seen: dict[str, str] = {}
+    for info in table:
+        if info.variable in seen or info.variable in NOT_SETTINGS:
+            raise TypeError(f"{info.key} and {seen.get(info.variable, 'a reserved name')} "
+                            f"would share the variable {info.variable}")
+        seen[info.variable] = info.key
+    return table
 
 
-def _parse_float(text: str) -> float:
-    return float(text.strip())
+settings_table()  # a clash of variable names is a bug: fail at import, not at load
 
 
-def _parse_time(text: str) -> datetime.time:
-    return datetime.time.fromisoformat(text.strip())
+# -- loading ------------------------------------------------------------------------------------
 
 
-def _parse_path(text: str) -> Path:
-    return Path(text).expanduser()
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
-def _parse_str(text: str) -> str:
-    return text.strip()
-
-
-_Parser = Callable[[str], object]
-_FIELDS: dict[str, tuple[str | None, str, _Parser]] = {
-    "HOST": (None, "host", _parse_str),
-    "PORT": (None, "port", _parse_int),
-    "CLIENT_ID": (None, "client_id", _parse_int),
-    "REQUESTS_PER_SECOND": (None, "requests_per_second", _parse_float),
-    "BURST": (None, "burst", _parse_float),
-    "CONNECTION_TIMEOUT": (None, "connection_timeout", _parse_float),
-    "REQUEST_TIMEOUT": (None, "request_timeout", _parse_float),
-    "MAX_RETRIES": (None, "max_retries", _parse_int),
-    "RETRY_DELAY": (None, "retry_delay", _parse_float),
-    "LOG_LEVEL": (None, "log_level", _parse_str),
-    "CLIENT_ID_RETRIES": (None, "client_id_retries", _parse_int),
-    "AUDIT_PATH": (None, "audit_path", _parse_path),
-    "CONTROL_PATH": (None, "control_path", _parse_path),
-    "HEALTH_CHECK_INTERVAL": ("watchdog", "health_check_interval", _parse_float),
-    "RECONNECT_INITIAL_DELAY": ("watchdog", "reconnect_initial_delay", _parse_float),
-    "RECONNECT_MAX_DELAY": ("watchdog", "reconnect_max_delay", _parse_float),
-    "STABLE_AFTER": ("watchdog", "stable_after", _parse_float),
-    "DAILY_RESTART_TIME": ("watchdog", "daily_restart_time", _parse_time),
-    "DAILY_RESTART_DURATION": ("watchdog", "daily_restart_duration", _parse_float),
-    "DAILY_RESTART_TIMEZONE": ("watchdog", "daily_restart_timezone", _parse_str),
-}
-
-
-def _from_toml(path: Path) -> dict[str, dict[str, object]]:
-    """Read ``[ibkr]`` and ``[ibkr.watchdog]`` tables (or top-level keys) from a TOML file."""
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
     table = data.get("ibkr", data)
     if not isinstance(table, dict):
         raise ConfigError(f"config file {str(path)!r}: [ibkr] must be a table")
-    watchdog = table.get("watchdog", {})
-    if not isinstance(watchdog, dict):
-        raise ConfigError(f"config file {str(path)!r}: [ibkr.watchdog] must be a table")
-    known = {field for section, field, _ in _FIELDS.values() if section is None}
-    known_wd = {field for section, field, _ in _FIELDS.values() if section == "watchdog"}
-    top = {k: v for k, v in table.items() if k != "watchdog"}
-    for key in top:
-        if key not in known:
-            raise ConfigError(f"config file {str(path)!r}: unknown setting {key!r}")
-    for key in watchdog:
-        if key not in known_wd:
-            raise ConfigError(f"config file {str(path)!r}: unknown setting watchdog.{key}")
-    parsed: dict[str, dict[str, object]] = {"": {}, "watchdog": {}}
-    for section, field, parser in _FIELDS.values():
-        source = top if section is None else watchdog
-        if field in source:
-            value = source[field]
-            if isinstance(value, str) and parser is not _parse_str:
-                value = _coerce(parser, value, f"{path}: {field}")
-            elif parser is _parse_path and isinstance(value, str):
-                value = _parse_path(value)
-            parsed[section or ""][field] = value
-    return parsed
+    return table
 
 
-def _coerce(parser: _Parser, text: str, where: str) -> object:
-    try:
-        return parser(text)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: cannot parse {text!r} ({exc})") from None
+def _flatten(table: Mapping[str, Any], cls: type[Any], path: tuple[str, ...], where: str,
+             out: dict[str, object]) -> None:
+    """The file's values by dotted key; an unknown key or a misplaced table is an error."""
+    sections = sections_of(cls)
+    names = [f.name for f in attrs.fields(cls)]
+    for key, value in table.items():
+        dotted = ".".join((*path, key))
+        if key in sections:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {dotted} must be a table ([ibkr.{dotted}])")
+            _flatten(value, sections[key], (*path, key), where, out)
+        elif key in names:
+            out[dotted] = value
+        else:
+            raise ConfigError(f"{where}: unknown setting {dotted!r}"
+                              f"{_suggest(key, names)}")
 
 
 def load_config(
@@ -225,31 +247,51 @@ def load_config(
 ) -> IBKRConfig:
     """Build an `IBKRConfig` from an optional TOML file and ``IBKR_*`` variables.
 
-    ``IBKR_CONFIG`` names the TOML file when *file* is not given. Every error names the
-    variable (or file key) that caused it, e.g. ``IBKR_PORT: cannot parse 'abc'``.
+    ``IBKR_CONFIG`` names the TOML file when *file* is not given. Every error is one line
+    naming the variable or file key that caused it, e.g. ``IBKR_PORT must be an integer,
+    got 'abc'``; an ``IBKR_*`` variable or key that is no setting is an error too.
     """
     env = os.environ if environ is None else environ
     file = file if file is not None else env.get("IBKR_CONFIG")
-    values: dict[str, dict[str, object]] = {"": {}, "watchdog": {}}
-    if file:
-        values = _from_toml(Path(file))
+    table = settings_table()
+    by_key = {info.key: info for info in table}
+    by_variable = {info.variable: info for info in table}
+    values: dict[str, object] = {}
     origin: dict[str, str] = {}
-    for suffix, (section, field, parser) in _FIELDS.items():
-        name = f"IBKR_{suffix}"
-        if name in env:
-            values[section or ""][field] = _coerce(parser, env[name], name)
-            origin[field] = name
+    if file:
+        where = f"config file {str(file)!r}"
+        raw: dict[str, object] = {}
+        _flatten(_read_toml(Path(file)), IBKRConfig, (), where, raw)
+        for key, value in raw.items():
+            values[key] = by_key[key].validate(value, f"{where}: {key}")
+            origin[key] = f"{where}: {key}"
+    for variable in sorted(env):
+        if not variable.startswith(PREFIX) or variable in NOT_SETTINGS:
+            continue
+        info = by_variable.get(variable)
+        if info is None:
+            raise ConfigError(f"unknown variable {variable}"
+                              f"{_suggest(variable, list(by_variable))}")
+        values[info.key] = info.parse(env[variable], variable)
+        origin[info.key] = variable
     try:
-        watchdog = WatchdogConfig(**values["watchdog"])  # type: ignore[arg-type]
-        return IBKRConfig(watchdog=watchdog, **values[""])  # type: ignore[arg-type]
+        return cast(IBKRConfig, _build(IBKRConfig, (), values))
     except ConfigError as exc:
         raise ConfigError(_name_origin(str(exc), origin)) from None
-    except TypeError as exc:
-        raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+def _build(cls: type[Any], path: tuple[str, ...], values: Mapping[str, object]) -> Any:
+    kwargs: dict[str, object] = {
+        name: _build(sub, (*path, name), values) for name, sub in sections_of(cls).items()}
+    for field in attrs.fields(cls):
+        key = ".".join((*path, field.name))
+        if key in values:
+            kwargs[field.name] = values[key]
+    return cls(**kwargs)
 
 
 def _name_origin(message: str, origin: Mapping[str, str]) -> str:
-    """Prefix a validator's message with the environment variables that set its fields."""
+    """Prefix a cross-field rule's message with the variables or keys that set its fields."""
     words = set(re.findall(r"\w+", message))
-    names = [variable for field, variable in origin.items() if field in words]
+    names = [where for key, where in origin.items() if key.rsplit(".", 1)[-1] in words]
     return f"{', '.join(names)}: {message}" if names else message
