@@ -4,6 +4,7 @@ reply-after-fsync and its leaving queued appends in the mailbox when stopped."""
 
 import datetime
 import decimal
+import functools
 import json
 import os
 import stat
@@ -19,10 +20,13 @@ from ibkr_connector.actors.audit import (
     AppendAudit,
     AuditTrail,
     AuditTrailError,
+    TrailMemory,
+    UnstorableRecord,
     read_audit_records,
     redact,
     run_audit,
 )
+from ibkr_connector.supervisor import ChildSpec, SupervisorSpec, open_supervisor
 
 T0 = datetime.datetime(2026, 1, 2, 15, 4, 5, 123456, tzinfo=datetime.UTC)
 
@@ -191,8 +195,9 @@ def test_unstorable_fields_are_refused_without_writing_or_using_a_seq(
 ) -> None:
     path = tmp_path / "audit.jsonl"
     with AuditTrail(path) as trail:
-        with pytest.raises(error):
+        with pytest.raises(error) as caught:
             trail.append("order_intent", **fields)
+        assert isinstance(caught.value, UnstorableRecord)
         assert trail.append("order_intent", order_id=1).seq == 1
     assert len(_lines(path)) == 1
 
@@ -220,8 +225,36 @@ def test_a_failed_write_breaks_the_trail_until_reopened(
         trail.append("order_intent", order_id=2)
     trail.close()
     with AuditTrail(path) as reopened:
-        # The unacknowledged record may be on disk: the trail over-reports, never under.
-        assert reopened.append("order_intent", order_id=2).seq == 2
+        # The failed record was cut back: its caller was told it failed and may retry it,
+        # and a retried record must be found once, not twice.
+        assert reopened.append("order_intent", order_id=2).seq == 1
+    assert [line["order_id"] for line in _lines(path)] == [2]
+
+
+def test_a_write_that_fails_half_way_leaves_no_torn_tail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    trail = AuditTrail(path)
+    trail.append("note", n=1)
+    real_write = os.write
+
+    def short_then_fail(fd: int, data: bytes) -> int:
+        monkeypatch.setattr(os, "write", failing_write)
+        return real_write(fd, bytes(data[:10]))
+
+    def failing_write(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", short_then_fail)
+    with pytest.raises(OSError):
+        trail.append("order_intent", order_id=1)
+    monkeypatch.undo()
+    trail.close()
+    assert path.read_bytes().endswith(b"\n")
+    with AuditTrail(path) as reopened:
+        assert not any(r.kind == "audit_recovered" for r in reopened.records())
+        assert reopened.next_seq == 2
 
 
 # --- redaction -----------------------------------------------------------------------
@@ -300,19 +333,21 @@ async def test_the_actor_replies_only_after_fsync(
 
 
 async def test_bad_messages_fail_their_caller_and_the_actor_carries_on(tmp_path: Path) -> None:
-    send, mailbox = trio.open_memory_channel[FakeEnvelope](10)
-    bad_fields = FakeEnvelope(AppendAudit("order_intent", {"seq": 1}))
-    wrong_type = FakeEnvelope("append please")
-    good = FakeEnvelope(AppendAudit("order_intent", {"order_id": 1}))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(run_audit, mailbox, tmp_path / "audit.jsonl")
-        for envelope in (bad_fields, wrong_type, good):
-            await send.send(envelope)
-        await good.done.wait()
-        await send.aclose()
-    assert isinstance(bad_fields.error, ValueError)
-    assert isinstance(wrong_type.error, TypeError)
-    assert good.error is None
+    spec = SupervisorSpec("root", children=(
+        ChildSpec("audit", functools.partial(run_audit, trail_path=tmp_path / "audit.jsonl")),))
+    async with open_supervisor(spec) as supervisor:
+        audit = supervisor.address("audit")
+        with pytest.raises(UnstorableRecord) as bad_fields:
+            await audit.call(AppendAudit("order_intent", {"seq": 1}))
+        with pytest.raises(UnstorableRecord):
+            await audit.call(AppendAudit("order_intent", {"price": float("nan")}))
+        with pytest.raises(TypeError, match="no handler"):
+            await audit.call("append please")
+        record = await audit.call(AppendAudit("order_intent", {"order_id": 1}))
+        info = supervisor.tree().find("audit")
+    assert isinstance(bad_fields.value, ValueError)  # what callers caught before
+    assert record.seq == 1  # the refused records used no seq
+    assert info is not None and info.restarts == 0
 
 
 async def test_a_stopped_actor_finishes_its_write_and_leaves_queued_appends_for_the_next(
@@ -334,8 +369,9 @@ async def test_a_stopped_actor_finishes_its_write_and_leaves_queued_appends_for_
     for envelope in envelopes:
         send.send_nowait(envelope)
 
+    memory = TrailMemory()  # the runtime's: only the first incarnation settles intents
     async with trio.open_nursery() as nursery:
-        scope = await nursery.start(_cancellable_audit, mailbox, path)
+        scope = await nursery.start(_cancellable_audit, mailbox, path, memory)
         await trio.to_thread.run_sync(in_fsync.wait)
         scope.cancel()  # the supervisor stops the actor mid-fsync
         release.set()
@@ -345,7 +381,7 @@ async def test_a_stopped_actor_finishes_its_write_and_leaves_queued_appends_for_
 
     monkeypatch.setattr(os, "fsync", real_fsync)
     async with trio.open_nursery() as nursery:  # the next incarnation
-        await nursery.start(run_audit, mailbox, path)
+        await nursery.start(functools.partial(run_audit, mailbox, path, memory=memory))
         await envelopes[2].done.wait()
         await send.aclose()
     assert [r["order_id"] for r in _lines(path)] == [0, 1, 2]
@@ -355,10 +391,11 @@ async def test_a_stopped_actor_finishes_its_write_and_leaves_queued_appends_for_
 async def _cancellable_audit(
     mailbox: trio.MemoryReceiveChannel[FakeEnvelope],
     path: Path,
+    memory: TrailMemory,
     *,
     task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     with trio.CancelScope() as scope:
         async with trio.open_nursery() as nursery:
-            await nursery.start(run_audit, mailbox, path)
+            await nursery.start(functools.partial(run_audit, mailbox, path, memory=memory))
             task_status.started(scope)

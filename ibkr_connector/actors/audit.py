@@ -1,36 +1,35 @@
-"""The audit trail: an append-only, fsync'd JSON-lines record of every order intent.
+"""The audit actor: the one writer of the audit trail, and its reader of order events.
 
-The orders actor writes an ``order_intent`` record *before* an order reaches the wire and a
-record for every status change after; the fault-injection suite checks that invariant. So
-the trail must be durable (a record is acknowledged only after ``os.fsync``), survive a
-crash in the middle of a write (a torn last line is cut off on the next open and the repair
-itself recorded), and keep its sequence numbers running across restarts.
+``Runtime.submit`` asks it to write an ``order_intent`` / ``cancel_intent`` record before a
+request goes to the limiter (the limiter refuses an order without one), and then the
+intent's ``order_outcome``. Order status changes and executions reach it from a bus
+subscription the runtime owns. The file itself (:mod:`.audit_trail`) is synchronous I/O;
+this actor runs it in a worker thread (``trio.to_thread.run_sync``, not abandoned on
+cancel) so an fsync never blocks the event loop, and a write that has started always
+finishes and is answered.
 
-One record per line, keys in this order::
+Two promises rest on it:
 
-    {"seq": 7, "ts": "2026-01-02T15:04:05.123456Z", "kind": "order_intent", ...fields}
+- **no order event is lost.** An event is taken from the subscription only after its
+  record is fsync'd (peek, write, commit): if the write fails the actor crashes, the
+  event stays at the head of the runtime-owned subscription, and the next incarnation
+  (which reopens and repairs the file) writes it.
+- **every intent has an outcome.** On the runtime's first start the actor scans the
+  trail and writes ``unresolved_at_restart`` for each intent a killed process left
+  without one (:mod:`.audit_outcomes`); :class:`GetTrailSummary` then tells the runtime
+  the highest order id ever used, so that no id is handed out twice.
 
-The file is private (mode 0600): it is complete, with accounts, quantities and prices.
-What may go to the *log* is :func:`redact` of the fields.
-
-:class:`AuditTrail` is synchronous file I/O. The actor shell :func:`run_audit` calls it in a
-worker thread (``trio.to_thread.run_sync``, not abandoned on cancel) so an fsync never
-blocks the event loop, and a write that has started always finishes and is answered.
+Everything in :mod:`.audit_trail` and :mod:`.audit_outcomes` is re-exported here.
 """
 
 from __future__ import annotations
 
 import datetime
-import decimal
-import enum
 import functools
-import json
 import logging
+import math
 import os
-import re
-import stat
-import types
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,295 +37,52 @@ import attrs
 import trio
 
 from ..protocol import events as ev
-from ..supervisor import Mailbox
+from ..supervisor import Envelope, Mailbox, serve
+from .audit_outcomes import (
+    INTENT_KINDS,
+    ORDER_OUTCOME,
+    OpenIntent,
+    OrderOutcome,
+    TrailScan,
+    outcome_fields,
+    scan_trail,
+)
+from .audit_trail import (
+    AuditRecord,
+    AuditTrail,
+    AuditTrailError,
+    CorruptTrail,
+    UnstorableRecord,
+    frozen_mapping,
+    read_audit_records,
+    redact,
+)
+from .bus import Subscription
 
 __all__ = [
+    "INTENT_KINDS",
+    "ORDER_OUTCOME",
     "AppendAudit",
+    "AppendOutcome",
     "AuditRecord",
     "AuditTrail",
     "AuditTrailError",
+    "CorruptTrail",
+    "GetTrailSummary",
+    "OpenIntent",
+    "OrderOutcome",
+    "TrailMemory",
+    "TrailScan",
+    "TrailSummary",
+    "UnstorableRecord",
+    "outcome_fields",
     "read_audit_records",
     "redact",
     "run_audit",
+    "scan_trail",
 ]
 
 logger = logging.getLogger(__name__)
-
-_RESERVED = frozenset({"seq", "ts", "kind"})
-_TAIL_CHUNK = 64 * 1024
-
-
-class AuditTrailError(Exception):
-    """The trail cannot be used safely: unreadable, not ours, or broken by a failed write."""
-
-
-def _utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def _format_ts(moment: datetime.datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError("the audit clock must return an aware datetime")
-    text = moment.astimezone(datetime.UTC).isoformat(timespec="microseconds")
-    return text.replace("+00:00", "Z")
-
-
-def _json_default(value: object) -> object:
-    # Decimal as its exact string: a price of 1.05 must not become 1.0500000000000000444.
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    raise TypeError(f"audit field of type {type(value).__name__} is not JSON-serialisable")
-
-
-def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return types.MappingProxyType(dict(value))
-
-
-@attrs.frozen
-class AuditRecord:
-    """One record as stored: Decimal fields read back as their strings."""
-
-    seq: int
-    ts: datetime.datetime
-    kind: str
-    fields: Mapping[str, Any] = attrs.field(converter=_frozen_mapping)
-
-    @classmethod
-    def from_json(cls, line: bytes | str) -> AuditRecord:
-        """Parse one stored line. Raises ValueError if it is not a record."""
-        obj = json.loads(line)
-        if not isinstance(obj, dict):
-            raise ValueError("audit line is not a JSON object")
-        seq, ts, kind = obj.pop("seq", None), obj.pop("ts", None), obj.pop("kind", None)
-        if type(seq) is not int or not isinstance(ts, str) or not isinstance(kind, str):
-            raise ValueError("audit line lacks seq/ts/kind")
-        return cls(seq=seq, ts=datetime.datetime.fromisoformat(ts), kind=kind, fields=obj)
-
-
-def read_audit_records(path: str | os.PathLike[str]) -> Iterator[AuditRecord]:
-    """Read the complete records of a trail without opening it for writing.
-
-    A torn last line (no newline) is skipped, not repaired: repairing is the writer's job.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as file:
-        for line in file:
-            if not line.endswith(b"\n"):
-                return
-            yield AuditRecord.from_json(line)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _fsync_directory(path: Path) -> None:
-    # A new file's directory entry is durable only once its directory is fsync'd.
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _last_complete_line(fd: int, size: int) -> tuple[int, bytes | None]:
-    """(offset just past the last newline, the line before it) -- read from the end."""
-    buffer = b""
-    position = size
-    while position > 0:
-        step = min(_TAIL_CHUNK, position)
-        position -= step
-        buffer = os.pread(fd, step, position) + buffer
-        last_newline = buffer.rfind(b"\n")
-        if last_newline == -1:
-            continue
-        previous_newline = buffer.rfind(b"\n", 0, last_newline)
-        if previous_newline == -1 and position > 0:
-            continue
-        return position + last_newline + 1, buffer[previous_newline + 1 : last_newline]
-    return 0, None
-
-
-class AuditTrail:
-    """An open audit trail file; single writer, not thread-safe (one actor owns it).
-
-    Opening creates the file with mode 0600 (or tightens an existing one to 0600), refuses
-    a file that is not a regular file owned by this user, and recovers from a crash: a
-    torn last line is truncated and an ``audit_recovered`` record appended. A complete last
-    line that does not parse is corruption, not a crash, and raises AuditTrailError.
-
-    ``clock`` returns the aware wall-clock time stamped on each record.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        clock: Callable[[], datetime.datetime] | None = None,
-    ) -> None:
-        self._path = Path(path)
-        self._clock = clock if clock is not None else _utc_now
-        self._broken: OSError | None = None
-        flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
-        # A fresh machine has no state directory yet; it holds order intents, so 0700.
-        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            fd = os.open(self._path, flags | os.O_CREAT | os.O_EXCL, 0o600)
-            created = True
-        except FileExistsError:
-            fd = os.open(self._path, flags)
-            created = False
-        try:
-            self._secure(fd)
-            torn_bytes, last_seq = self._recover(fd)
-            if created:
-                _fsync_directory(self._path)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd: int | None = fd
-        self._next_seq = last_seq + 1
-        if torn_bytes:
-            logger.warning(
-                "audit trail %s: cut a torn last record (%d bytes) after seq %d",
-                self._path, torn_bytes, last_seq,
-            )
-            self.append("audit_recovered", truncated_bytes=torn_bytes, after_seq=last_seq)
-
-    def _secure(self, fd: int) -> None:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise AuditTrailError(f"audit trail {self._path} is not a regular file")
-        if info.st_uid != os.geteuid():
-            raise AuditTrailError(f"audit trail {self._path} belongs to another user")
-        if stat.S_IMODE(info.st_mode) & 0o077:
-            logger.warning(
-                "audit trail %s was readable by others (mode %o); set to 0600",
-                self._path, stat.S_IMODE(info.st_mode),
-            )
-            os.fchmod(fd, 0o600)
-
-    def _recover(self, fd: int) -> tuple[int, int]:
-        """Cut a torn tail; return (bytes cut, seq of the last complete record or 0)."""
-        size = os.fstat(fd).st_size
-        end, line = _last_complete_line(fd, size)
-        last_seq = 0
-        if line is not None:
-            try:
-                last_seq = AuditRecord.from_json(line).seq
-            except ValueError as exc:
-                raise AuditTrailError(
-                    f"audit trail {self._path}: the last complete record (ending at byte "
-                    f"{end}) is unreadable; refusing to append to a corrupted trail"
-                ) from exc
-        if end < size:
-            os.ftruncate(fd, end)
-            os.fsync(fd)
-        return size - end, last_seq
-
-    @property
-    def path(self) -> Path:
-        return self._path
-
-    @property
-    def next_seq(self) -> int:
-        """The seq the next record will get."""
-        return self._next_seq
-
-    def append(self, kind: str, /, **fields: object) -> AuditRecord:
-        """Write one record and fsync it; return it as stored.
-
-        When this returns the record is on disk. Raises ValueError/TypeError for fields that
-        cannot be stored (reserved names, non-finite floats, unknown types) without writing
-        anything. An OSError while writing marks the trail broken: later appends raise
-        AuditTrailError until it is reopened, which repairs any torn tail.
-        """
-        if self._fd is None:
-            raise AuditTrailError(f"audit trail {self._path} is closed")
-        if self._broken is not None:
-            raise AuditTrailError(
-                f"audit trail {self._path} is broken by a failed write; reopen it to repair"
-            ) from self._broken
-        if not kind:
-            raise ValueError("audit record kind must be a non-empty string")
-        clash = _RESERVED.intersection(fields)
-        if clash:
-            raise ValueError(f"audit field names {sorted(clash)} are reserved")
-        record = {"seq": self._next_seq, "ts": _format_ts(self._clock()), "kind": kind}
-        record.update(fields)
-        line = json.dumps(record, default=_json_default, allow_nan=False, separators=(",", ":"))
-        data = line.encode("ascii") + b"\n"
-        try:
-            _write_all(self._fd, data)
-            os.fsync(self._fd)
-        except OSError as exc:
-            self._broken = exc
-            raise
-        self._next_seq += 1
-        return AuditRecord.from_json(data)
-
-    def records(self) -> Iterator[AuditRecord]:
-        """Read back every complete record, oldest first."""
-        return read_audit_records(self._path)
-
-    def close(self) -> None:
-        """Close the file. Idempotent."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
-
-    def __enter__(self) -> AuditTrail:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-# --- what the log may show ------------------------------------------------------------
-
-_MASK = "***"
-# Substrings of a normalised key (lower case, no "_" or "-") whose values stay out of logs.
-_SENSITIVE_KEY_PARTS = (
-    "account", "acct", "price", "qty", "quantity", "filled", "remaining", "commission",
-    "position", "size", "amount", "cash", "pnl", "cost", "notional", "balance",
-)
-# IB account ids (U1234567, DU1234567, F1234567, ...) wherever they appear as a value.
-_ACCOUNT_ID = re.compile(r"D?[UFI]\d{5,9}")
-
-
-def _is_sensitive_key(key: str) -> bool:
-    normal = key.lower().replace("_", "").replace("-", "")
-    return any(part in normal for part in _SENSITIVE_KEY_PARTS)
-
-
-def _redact_value(value: object) -> object:
-    if isinstance(value, Mapping):
-        return redact(value)
-    if isinstance(value, list | tuple):
-        return [_redact_value(item) for item in value]
-    if isinstance(value, str) and _ACCOUNT_ID.fullmatch(value.strip()):
-        return _MASK
-    return value
-
-
-def redact(fields: Mapping[str, object]) -> dict[str, object]:
-    """A copy of ``fields`` fit for a log line: accounts, quantities, prices and other
-    money amounts masked, recursively; anything that looks like an account id masked too.
-    The audit trail itself stores the unredacted fields."""
-    return {
-        key: _MASK if _is_sensitive_key(str(key)) else _redact_value(value)
-        for key, value in fields.items()
-    }
-
-
-# --- the actor shell ------------------------------------------------------------------
 
 
 @attrs.frozen
@@ -334,90 +90,216 @@ class AppendAudit:
     """Call: append a record; the reply, an :class:`AuditRecord`, comes after fsync."""
 
     kind: str
-    fields: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    fields: Mapping[str, Any] = attrs.field(factory=dict, converter=frozen_mapping)
+
+
+@attrs.frozen
+class AppendOutcome:
+    """Call: write what became of the intent whose record has seq ``intent_seq``.
+
+    The reply is the fsync'd ``order_outcome`` :class:`AuditRecord`."""
+
+    intent_seq: int = attrs.field(validator=attrs.validators.and_(
+        attrs.validators.instance_of(int), attrs.validators.ge(1)))
+    order_id: int | None = attrs.field(
+        validator=attrs.validators.optional(attrs.validators.instance_of(int)))
+    outcome: OrderOutcome = attrs.field(validator=attrs.validators.instance_of(OrderOutcome))
+
+
+@attrs.frozen
+class GetTrailSummary:
+    """Call: reply is a :class:`TrailSummary`."""
+
+
+@attrs.frozen
+class TrailSummary:
+    """What the trail says about order ids and intents, as of this runtime's start."""
+
+    max_order_id: int | None
+    """The highest order id any intent ever used, this run included (None: none yet).
+    The runtime's next order id must be above it, whatever TWS's ``nextValidId`` says."""
+    settled_at_start: tuple[OpenIntent, ...]
+    """Intents a previous run left without an outcome; each got ``unresolved_at_restart``
+    at this start. They may or may not have reached TWS: reconcile them."""
+
+
+@attrs.define
+class TrailMemory:
+    """What the audit actor learnt at the runtime's start, kept across its restarts.
+
+    Created by the runtime, like the subscription of order events. Only the first
+    incarnation scans the trail and settles intents left open: a restarted one must not
+    settle intents of this very run whose outcome is still on its way from ``submit``.
+    """
+
+    summary: TrailSummary | None = None
+
+    def note(self, record: AuditRecord) -> None:
+        """Keep ``max_order_id`` true as this run's intents are written."""
+        summary = self.summary
+        order_id = record.fields.get("order_id")
+        if summary is None or record.kind not in INTENT_KINDS or type(order_id) is not int:
+            return
+        if summary.max_order_id is None or order_id > summary.max_order_id:
+            self.summary = attrs.evolve(summary, max_order_id=order_id)
+
+
+def _open_trail(
+    path: Path, clock: Callable[[], datetime.datetime] | None, scan_first: bool
+) -> tuple[AuditTrail, TrailSummary | None]:
+    """Open (and repair) the trail; on the run's first start, settle intents left open."""
+    trail = AuditTrail(path, clock=clock)
+    if not scan_first:
+        return trail, None
+    try:
+        scan = scan_trail(path)
+        for intent in scan.open_intents:
+            trail.append(ORDER_OUTCOME, intent_kind=intent.kind, **outcome_fields(
+                intent, intent.order_id, OrderOutcome.UNRESOLVED_AT_RESTART))
+    except BaseException:
+        trail.close()
+        raise
+    if scan.open_intents:
+        logger.warning(
+            "audit trail %s: %d intent(s) of an earlier run had no outcome (order ids %s); "
+            "recorded as unresolved_at_restart: reconcile them with TWS",
+            path, len(scan.open_intents), [i.order_id for i in scan.open_intents],
+        )
+    return trail, TrailSummary(scan.max_order_id, scan.open_intents)
 
 
 async def run_audit(
     mailbox: Mailbox,
     trail_path: str | os.PathLike[str],
     *,
-    status_feed: AsyncIterable[object] | None = None,
+    status_feed: Subscription[object] | None = None,
+    memory: TrailMemory | None = None,
     clock: Callable[[], datetime.datetime] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Actor shell: open (and repair) the trail, then serve :class:`AppendAudit` calls.
+    """Actor shell: open (and repair) the trail, then serve appends and the summary.
 
     A reply is sent only after the record is fsync'd, so an acknowledged intent is on disk.
     Appends run one at a time in a worker thread that is never abandoned: on cancellation a
     write already started completes and is answered, and appends still queued stay in the
-    tree-owned mailbox for the next incarnation. Bad fields fail only their caller; an
-    OSError crashes the actor so that the restart reopens and repairs the trail.
+    tree-owned mailbox for the next incarnation. A record that cannot be stored
+    (:class:`UnstorableRecord`) fails only its caller; an OSError (or a broken trail)
+    crashes the actor, so that the restart reopens and repairs the file.
 
-    ``status_feed`` (a bus subscription to order events, owned by the runtime so it keeps
-    queuing while this actor restarts) adds one ``order_status`` record per change of an
-    order's status and one ``execution`` record per fill.
+    ``status_feed`` (a bus subscription to order events, owned by the runtime so that it
+    keeps queuing while this actor restarts) adds one ``order_status`` record per change of
+    an order's status and one ``execution`` record per fill. ``memory`` (owned by the
+    runtime too) makes only the run's first start settle intents; without it, every start
+    is a first start.
     """
-    opener = functools.partial(AuditTrail, trail_path, clock=clock)
-    trail = await trio.to_thread.run_sync(opener)
+    memory = memory if memory is not None else TrailMemory()
+    opener = functools.partial(_open_trail, Path(trail_path), clock, memory.summary is None)
+    trail, summary = await trio.to_thread.run_sync(opener)
+    if summary is not None:
+        memory.summary = summary
     lock = trio.Lock()  # one append at a time: the trail's seq is a single sequence
 
     async def append(kind: str, fields: Mapping[str, Any]) -> AuditRecord:
         async with lock:
             call = functools.partial(trail.append, kind, **fields)
-            return await trio.to_thread.run_sync(call)
+            record = await trio.to_thread.run_sync(call)
+        memory.note(record)
+        return record
+
+    async def on_append(message: AppendAudit, envelope: Envelope) -> AuditRecord:
+        return await append(message.kind, message.fields)
+
+    async def on_outcome(message: AppendOutcome, envelope: Envelope) -> AuditRecord:
+        return await append(ORDER_OUTCOME, outcome_fields(
+            message.intent_seq, message.order_id, message.outcome))
+
+    async def on_summary(message: GetTrailSummary, envelope: Envelope) -> TrailSummary:
+        assert memory.summary is not None  # set by the first incarnation before serving
+        return memory.summary
 
     try:
         async with trio.open_nursery() as nursery:
             if status_feed is not None:
                 nursery.start_soon(_record_order_events, status_feed, append)
             task_status.started()
-            async for envelope in mailbox:
-                message = envelope.message
-                if not isinstance(message, AppendAudit):
-                    envelope.fail(TypeError(
-                        f"audit: unexpected message {type(message).__name__}"))
-                    continue
-                try:
-                    record = await append(message.kind, message.fields)
-                except (TypeError, ValueError) as exc:
-                    envelope.fail(exc)
-                    continue
-                envelope.reply(record)
+            await serve(
+                mailbox,
+                {AppendAudit: on_append, AppendOutcome: on_outcome,
+                 GetTrailSummary: on_summary},
+                expected=(UnstorableRecord,),
+            )
             nursery.cancel_scope.cancel()
     finally:
         trail.close()
 
 
+def _finite(value: object) -> object:
+    # TWS sends floats; a NaN or infinity cannot be JSON and must not make a status
+    # unrecordable (which would block the feed behind it), so it is kept as its text.
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _order_event_record(event: object) -> tuple[str, dict[str, Any]] | None:
+    if isinstance(event, ev.OrderStatus):
+        return "order_status", {
+            "order_id": event.order_id, "status": event.status,
+            "filled": str(event.filled), "remaining": str(event.remaining),
+            "avg_fill_price": _finite(event.avg_fill_price), "perm_id": event.perm_id,
+            "client_id": event.client_id, "why_held": event.why_held,
+        }
+    if isinstance(event, ev.ExecDetails):
+        execution = event.execution
+        return "execution", {
+            "order_id": getattr(execution, "orderId", None),
+            "exec_id": getattr(execution, "execId", ""),
+            "account": getattr(execution, "acctNumber", ""),
+            "side": getattr(execution, "side", ""),
+            "shares": str(getattr(execution, "shares", "")),
+            "price": _finite(getattr(execution, "price", None)),
+            "time": getattr(execution, "time", ""),
+        }
+    return None
+
+
 async def _record_order_events(
-    feed: AsyncIterable[object],
+    feed: Subscription[object],
     append: Callable[[str, Mapping[str, Any]], Awaitable[AuditRecord]],
 ) -> None:
     """Turn order events from the bus into audit records, one per change.
 
-    TWS repeats an unchanged orderStatus freely (every reconnect, every openOrder request);
-    only a change of (status, filled, remaining) is a new fact worth a record.
+    Peek, write, commit: an event leaves the feed only once its record is on disk, so a
+    crash in between hands it to the next incarnation. TWS repeats an unchanged
+    orderStatus freely (every reconnect, every openOrder request); only a change of
+    (status, filled, remaining) is a new fact worth a record. That memory is this
+    incarnation's alone: after a restart the first status of each order is written again,
+    which is how a status whose write failed is not mistaken for a repeat.
     """
     last: dict[int, tuple[str, str, str]] = {}
-    async for event in feed:
+    while True:
+        try:
+            event = await feed.peek()
+        except trio.EndOfChannel:
+            return
+        change: tuple[int, tuple[str, str, str]] | None = None
         if isinstance(event, ev.OrderStatus):
-            key = (event.status, str(event.filled), str(event.remaining))
-            if last.get(event.order_id) == key:
+            change = event.order_id, (event.status, str(event.filled), str(event.remaining))
+            if last.get(change[0]) == change[1]:
+                feed.commit()
                 continue
-            last[event.order_id] = key
-            await append("order_status", {
-                "order_id": event.order_id, "status": event.status,
-                "filled": str(event.filled), "remaining": str(event.remaining),
-                "avg_fill_price": event.avg_fill_price, "perm_id": event.perm_id,
-                "client_id": event.client_id, "why_held": event.why_held,
-            })
-        elif isinstance(event, ev.ExecDetails):
-            execution = event.execution
-            await append("execution", {
-                "order_id": getattr(execution, "orderId", None),
-                "exec_id": getattr(execution, "execId", ""),
-                "account": getattr(execution, "acctNumber", ""),
-                "side": getattr(execution, "side", ""),
-                "shares": str(getattr(execution, "shares", "")),
-                "price": getattr(execution, "price", None),
-                "time": getattr(execution, "time", ""),
-            })
+        record = _order_event_record(event)
+        if record is not None:
+            kind, fields = record
+            try:
+                await append(kind, fields)
+            except UnstorableRecord as exc:
+                # Stopping here would block every later event behind this one.
+                logger.error("audit: a %s event could not be recorded as it is (%s)",
+                             type(event).__name__, type(exc.__cause__).__name__)
+                await append("unrecordable_event", {
+                    "event": type(event).__name__, "order_id": fields.get("order_id"),
+                    "error": str(exc)})
+        if change is not None:
+            last[change[0]] = change[1]
+        feed.commit()
