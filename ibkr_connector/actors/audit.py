@@ -130,9 +130,12 @@ class TrailMemory:
     Created by the runtime, like the subscription of order events. Only the first
     incarnation scans the trail and settles intents left open: a restarted one must not
     settle intents of this very run whose outcome is still on its way from ``submit``.
+    ``last_status`` is each order's last *written* (status, filled, remaining), so that
+    TWS's repeats are not recorded again after a restart either.
     """
 
     summary: TrailSummary | None = None
+    last_status: dict[int, tuple[str, str, str]] = attrs.Factory(dict)
 
     def note(self, record: AuditRecord) -> None:
         """Keep ``max_order_id`` true as this run's intents are written."""
@@ -220,7 +223,8 @@ async def run_audit(
     try:
         async with trio.open_nursery() as nursery:
             if status_feed is not None:
-                nursery.start_soon(_record_order_events, status_feed, append)
+                nursery.start_soon(
+                    _record_order_events, status_feed, append, memory.last_status)
             task_status.started()
             await serve(
                 mailbox,
@@ -266,17 +270,17 @@ def _order_event_record(event: object) -> tuple[str, dict[str, Any]] | None:
 async def _record_order_events(
     feed: Subscription[object],
     append: Callable[[str, Mapping[str, Any]], Awaitable[AuditRecord]],
+    last: dict[int, tuple[str, str, str]],
 ) -> None:
     """Turn order events from the bus into audit records, one per change.
 
     Peek, write, commit: an event leaves the feed only once its record is on disk, so a
     crash in between hands it to the next incarnation. TWS repeats an unchanged
     orderStatus freely (every reconnect, every openOrder request); only a change of
-    (status, filled, remaining) is a new fact worth a record. That memory is this
-    incarnation's alone: after a restart the first status of each order is written again,
-    which is how a status whose write failed is not mistaken for a repeat.
+    (status, filled, remaining) from ``last`` is a new fact worth a record. ``last`` is
+    updated only after the write, so a status whose write failed is never taken for a
+    repeat of itself when it is delivered again.
     """
-    last: dict[int, tuple[str, str, str]] = {}
     while True:
         try:
             event = await feed.peek()
