@@ -87,6 +87,17 @@ def test_market_data_is_conflated_to_the_latest_per_key_in_first_arrival_order()
     assert bus.stats().conflated == 1
 
 
+def test_a_subscriber_that_asks_not_to_conflate_gets_every_tick() -> None:
+    bus = EventBus()
+    every = bus.subscribe(Tick, conflate=False)
+    latest = bus.subscribe(Tick)
+    ticks = [Tick(1, 1, 10.0), Tick(1, 1, 10.1), Tick(1, 1, 10.2)]
+    for tick in ticks:
+        bus.publish(tick)
+    assert _pending(every) == ticks
+    assert _pending(latest) == [Tick(1, 1, 10.2)]
+
+
 def test_a_conflated_event_keeps_its_place_among_reliable_events() -> None:
     bus = EventBus()
     sub = bus.subscribe()

@@ -118,6 +118,7 @@ class Subscription(Generic[EventT_co]):
         "_bus",
         "_capacity",
         "_closed_reason",
+        "_conflate",
         "_ended",
         "_kinds",
         "_lot",
@@ -127,10 +128,12 @@ class Subscription(Generic[EventT_co]):
         "_slots",
     )
 
-    def __init__(self, bus: EventBus, kinds: tuple[type, ...] | None, capacity: int) -> None:
+    def __init__(self, bus: EventBus, kinds: tuple[type, ...] | None, capacity: int,
+                 conflate: bool = True) -> None:
         self._bus = bus
         self._kinds = kinds
         self._capacity = capacity
+        self._conflate = conflate
         self._queue: collections.deque[object] = collections.deque()
         self._slots: dict[Hashable, _Slot] = {}
         self._reliable_pending = 0
@@ -164,7 +167,7 @@ class Subscription(Generic[EventT_co]):
 
     def _offer(self, event: object, key: Hashable | None) -> None:
         # Called by EventBus.publish for every matching event: keep it cheap.
-        if key is None:
+        if key is None or not self._conflate:
             if self._reliable_pending >= self._capacity:
                 self._bus._overflow(self)
                 return
@@ -313,16 +316,19 @@ class EventBus:
         self._closed = False
 
     @overload
-    def subscribe(self, kinds: None = None, capacity: int = 1000) -> Subscription[object]: ...
+    def subscribe(self, kinds: None = None, capacity: int = 1000, *,
+                  conflate: bool = True) -> Subscription[object]: ...
     @overload
-    def subscribe(self, kinds: type[EventT], capacity: int = 1000) -> Subscription[EventT]: ...
+    def subscribe(self, kinds: type[EventT], capacity: int = 1000, *,
+                  conflate: bool = True) -> Subscription[EventT]: ...
     @overload
     def subscribe(
-        self, kinds: Collection[type[EventT]], capacity: int = 1000
+        self, kinds: Collection[type[EventT]], capacity: int = 1000, *, conflate: bool = True
     ) -> Subscription[EventT]: ...
 
     def subscribe(
-        self, kinds: type | Collection[type] | None = None, capacity: int = 1000
+        self, kinds: type | Collection[type] | None = None, capacity: int = 1000, *,
+        conflate: bool = True,
     ) -> Subscription[object]:
         """A new subscription to events that are instances of ``kinds``: one class, a
         collection of classes (any of them), or None (every event).
@@ -330,14 +336,16 @@ class EventBus:
         The subscription is typed by what it can yield: one class gives
         ``Subscription[ThatClass]``; several give their nearest common base (as mypy joins
         them), so ``isinstance`` narrows each event without casts. ``capacity`` bounds the
-        reliable events that may wait for this subscriber.
+        reliable events that may wait for this subscriber. ``conflate=False`` makes every
+        event reliable for this subscriber (a tick-by-tick reader wants every trade, and
+        would rather be cut off than silently miss one).
         """
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity!r}")
         kind_tuple = _kinds_tuple(kinds)
         if kind_tuple is not None and not all(isinstance(k, type) for k in kind_tuple):
             raise TypeError(f"kinds must be classes, got {kinds!r}")
-        sub: Subscription[object] = Subscription(self, kind_tuple, capacity)
+        sub: Subscription[object] = Subscription(self, kind_tuple, capacity, conflate)
         if self._closed:
             sub._shut(trio.EndOfChannel("event bus closed"), keep_pending=False)
         else:
