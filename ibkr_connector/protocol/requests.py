@@ -24,6 +24,7 @@ from .._errors import IBKRError
 __all__ = [
     "CancelMktData",
     "CancelOrder",
+    "CancelTickByTickData",
     "Priority",
     "PlaceOrder",
     "ReqContractDetails",
@@ -36,6 +37,7 @@ __all__ = [
     "ReqOpenOrders",
     "ReqPositions",
     "ReqSecDefOptParams",
+    "ReqTickByTickData",
     "Request",
     "RequestError",
 ]
@@ -208,6 +210,43 @@ class ReqSecDefOptParams(Request):
             self.req_id, self.underlying_symbol, self.fut_fop_exchange,
             self.underlying_sec_type, self.underlying_con_id,
         )
+
+    @property
+    def request_id(self) -> int:
+        return self.req_id
+
+
+_TICK_BY_TICK_TYPES = ("Last", "AllLast", "BidAsk", "MidPoint")
+
+
+@attrs.frozen
+class ReqTickByTickData(Request):
+    """One tick-by-tick stream (``tick_type`` as the wire spells it: Last, AllLast, BidAsk,
+    MidPoint). TWS caps these separately from market-data lines (10190 past the cap)."""
+
+    priority: ClassVar[Priority] = Priority.MARKET_DATA
+    req_id: int = attrs.field(validator=_request_id)
+    contract: Contract = attrs.field(validator=_contract, eq=False)
+    tick_type: str = attrs.field(validator=attrs.validators.in_(_TICK_BY_TICK_TYPES))
+    number_of_ticks: int = attrs.field(default=0, validator=attrs.validators.in_(range(1001)))
+    ignore_size: bool = False
+
+    def apply(self, client: Any) -> None:
+        client.reqTickByTickData(self.req_id, self.contract, self.tick_type,
+                                 self.number_of_ticks, self.ignore_size)
+
+    @property
+    def request_id(self) -> int:
+        return self.req_id
+
+
+@attrs.frozen
+class CancelTickByTickData(Request):
+    priority: ClassVar[Priority] = Priority.CANCEL
+    req_id: int = attrs.field(validator=_request_id)
+
+    def apply(self, client: Any) -> None:
+        client.cancelTickByTickData(self.req_id)
 
     @property
     def request_id(self) -> int:
