@@ -25,10 +25,12 @@ import trio
 from ibkr_connector.actors import control, control_wire
 from ibkr_connector.actors.control import (
     MAX_LINE,
+    ControlBusy,
     ControlError,
     ControlTimeout,
     ControlUnavailable,
     LineBuffer,
+    NotAControlSocket,
     PeerCredentials,
     control_request,
     default_control_path,
@@ -362,7 +364,8 @@ async def test_bad_requests_get_clear_errors_on_a_connection_that_stays_open(
         (b"{not json\n", "bad JSON:"),
         (b"[" * 50_000 + b"\n", "bad JSON"),
         (b'"tree"\n', "a request is a JSON object"),
-        (b'{"command": "tree"}\n', "no 'cmd' string"),
+        (b'{"cnd": "tree"}\n', "no 'cmd' string"),
+        (b'{"command": "drop"}\n', "not a simulator's fault socket"),
         (b'{"cmd": "restart"}\n', "command 'restart' needs an 'actor' name"),
         (b'{"cmd": "tree", "actor": "bus"}\n', "command 'tree' takes no field 'actor'"),
         (b'{"cmd": "restart", "actor": "nosuch"}\n', "unknown actor 'nosuch'; actors: ibkr, "
@@ -510,3 +513,102 @@ async def test_client_checks_its_arguments() -> None:
         await control_request(Path("/nonexistent"), "restart")
     with pytest.raises(ValueError, match="tree takes no arguments"):
         await control_request(Path("/nonexistent"), "tree", "bus")
+
+
+# -- operator edges: bursts, a busy runtime, the wrong socket ------------------------------------
+
+
+async def test_a_burst_of_a_hundred_simultaneous_clients_is_answered_in_full(
+        endpoint: Endpoint) -> None:
+    replies: list[dict[str, object]] = []
+
+    async def ask() -> None:
+        replies.append(await control_request(endpoint.path, "stats", timeout=LIMIT))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(100):
+            nursery.start_soon(ask)
+    assert [reply["ok"] for reply in replies] == [True] * 100
+
+
+async def test_a_client_beyond_the_connection_limit_is_told_the_runtime_is_busy(
+        sock_dir: Path) -> None:
+    path = sock_dir / "control.sock"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(functools.partial(serve_control, path, TreeTarget(),
+                                              max_connections=2))
+        held = [await connect(path), await connect(path)]
+        for client in held:  # answered, so both are being served
+            await client.send(b'{"cmd": "stats"}\n')
+            assert (await client.reply())["ok"] is True
+        reply = await control_request(path, "stats", timeout=LIMIT)
+        assert reply["ok"] is False
+        assert str(reply["error"]).startswith("the runtime is busy: 2 control connections")
+        await held[0].stream.aclose()
+        with trio.fail_after(LIMIT):
+            while not (await control_request(path, "stats", timeout=LIMIT))["ok"]:
+                await trio.sleep(0.01)  # the server notices the close in a moment
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_full_listen_queue_is_reported_as_busy(sock_dir: Path) -> None:
+    path = sock_dir / "control.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stuck:
+        stuck.bind(str(path))
+        stuck.listen(0)  # room for one waiting client, and it never accepts
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as first:
+            first.connect(str(path))
+            with pytest.raises(ControlBusy, match="is busy: its connection queue stayed full"):
+                await control_request(path, "tree", timeout=0.05)
+
+
+@pytest.mark.parametrize("kind", ["a regular file", "a directory"])
+async def test_a_path_that_is_not_a_socket_is_named_as_such(sock_dir: Path, kind: str) -> None:
+    path = sock_dir / "control.sock"
+    if kind == "a directory":
+        path.mkdir()
+    else:
+        path.write_text("notes")
+    with pytest.raises(NotAControlSocket, match=f"is not a socket \\({kind}\\)"):
+        await control_request(path, "tree")
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 400 Bad Request\r\n\r\n",
+    b'{"ok": true, "port": 7497}\n',
+    b"[1, 2]\n",
+])
+async def test_another_programs_socket_is_named_as_such(sock_dir: Path, answer: bytes) -> None:
+    path = sock_dir / "other.sock"
+    listener = trio.SocketListener(control._bind(path))
+
+    async def speak_another_protocol() -> None:
+        stream = await listener.accept()
+        async with stream:
+            await stream.receive_some()
+            await stream.send_all(answer)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(speak_another_protocol)
+        with pytest.raises(NotAControlSocket, match="does not speak the ibkr-connector control"):
+            await control_request(path, "tree", timeout=LIMIT)
+    await listener.aclose()
+
+
+async def test_the_simulators_fault_socket_and_ours_point_at_each_other(
+        endpoint: Endpoint, sock_dir: Path) -> None:
+    from ibkr_connector.simulator import SimulatorConfig, open_simulator
+    from ibkr_connector.simulator._control import Status, send_control_command
+    from ibkr_connector.simulator._control import serve_control as serve_fault_socket
+
+    fault_path = str(sock_dir / "sim-control.sock")
+    async with open_simulator(SimulatorConfig()) as sim, trio.open_nursery() as nursery:
+        await nursery.start(serve_fault_socket, sim, fault_path)
+        reply = await control_request(Path(fault_path), "tree", timeout=LIMIT)
+        assert reply["ok"] is False
+        assert "a TWS simulator's fault socket" in str(reply["error"])
+        answer = await trio.to_thread.run_sync(send_control_command, str(endpoint.path),
+                                               Status())
+        assert answer["ok"] is False
+        assert "not a simulator's fault socket" in str(answer["error"])
+        nursery.cancel_scope.cancel()

@@ -110,3 +110,21 @@ def test_format_tree_renders_a_live_tree_reply() -> None:
 def test_the_wire_names_are_still_importable_from_control(name: str) -> None:
     assert name in control.__all__
     assert getattr(control, name) is getattr(control_wire, name)
+
+
+@pytest.mark.parametrize(("obj", "ours"), [
+    ({"ok": True, "result": None}, True),
+    ({"ok": False, "error": "unknown actor"}, True),
+    ({"ok": True}, False),  # the simulator's fault socket answers like this
+    ({"ok": True, "result": 1, "port": 7497}, False),
+    ({"ok": False, "error": 5}, False),
+    ({"ok": "yes", "result": 1}, False),
+    ([True], False),
+])
+def test_a_reply_of_this_protocol_is_told_from_another_programs(obj: object, ours: bool) -> None:
+    assert control_wire.is_reply(obj) is ours
+
+
+def test_a_fault_command_sent_here_points_to_the_simulators_socket() -> None:
+    with pytest.raises(BadRequest, match="not a simulator's fault socket"):
+        parse_request(b'{"command": "drop"}')

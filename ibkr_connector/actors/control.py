@@ -38,52 +38,51 @@ import trio
 
 from .._userdirs import DEFAULT_FALLBACK_BASE, ensure_directory, runtime_dir
 from ..supervisor import ChildInfo, Mailbox, SupervisorError, UnknownChild
+from .control_client import control_request
 from .control_wire import (
-    _ACTOR_COMMANDS,
     COMMANDS,
     MAX_LINE,
     BadRequest,
+    ControlBusy,
+    ControlError,
     ControlRequest,
+    ControlTimeout,
+    ControlUnavailable,
     LineBuffer,
+    NotAControlSocket,
     _failure,
     _find,
     _names,
     _short,
     format_tree,
     format_uptime,
+    is_reply,
     parse_request,
     to_jsonable,
     tree_to_dict,
 )
 
 __all__ = [
-    "COMMANDS", "MAX_LINE", "BadRequest", "ControlError", "ControlRequest", "ControlTarget",
-    "ControlTimeout", "ControlUnavailable", "LineBuffer", "PeerCredentials",
-    "control_request", "default_control_path", "format_tree", "format_uptime",
-    "parse_request", "peer_credentials", "run_control", "serve_control", "to_jsonable",
-    "tree_to_dict",
+    "COMMANDS", "DEFAULT_MAX_CONNECTIONS", "MAX_LINE", "BadRequest", "ControlBusy",
+    "ControlError", "ControlRequest", "ControlTarget", "ControlTimeout", "ControlUnavailable",
+    "LineBuffer", "NotAControlSocket", "PeerCredentials", "control_request",
+    "default_control_path", "format_tree", "format_uptime", "is_reply", "parse_request",
+    "peer_credentials", "run_control", "serve_control", "to_jsonable", "tree_to_dict",
 ]
 
 log = logging.getLogger(__name__)
 
 #: A connection silent this long (or not reading its replies) is closed.
 DEFAULT_IDLE_TIMEOUT: Final = 300.0
-_MAX_REPLY: Final = 16 * 1024 * 1024  # what the client accepts; a tree is a few KiB
+#: Clients served at once; one more is answered "busy" and disconnected.
+DEFAULT_MAX_CONNECTIONS: Final = 128
 _RECEIVE_SIZE: Final = 16 * 1024
-_BACKLOG: Final = 16
+# Room for a burst of clients connecting at once (a monitoring script, a shell loop): they
+# wait in the kernel's queue until accepted instead of being refused. The kernel caps it
+# at net.core.somaxconn (4096 on current Linux).
+_BACKLOG: Final = 4096
+_BUSY_SEND_TIMEOUT: Final = 1.0
 _FALLBACK_BASE = DEFAULT_FALLBACK_BASE  # where the socket lives without XDG_RUNTIME_DIR
-
-
-class ControlError(Exception):
-    """The control endpoint cannot be served or its reply is unusable; names the path."""
-
-
-class ControlUnavailable(ControlError):
-    """Nothing alive answers on the control socket (not running, stale file, wrong user)."""
-
-
-class ControlTimeout(ControlUnavailable, TimeoutError):
-    """The runtime accepted the connection but did not reply in time."""
 
 
 class ControlTarget(Protocol):
@@ -200,6 +199,7 @@ async def serve_control(
     *,
     own_name: str | None = None,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
     task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the endpoint at ``path`` until cancelled; reports ``path`` once listening.
@@ -209,14 +209,31 @@ async def serve_control(
     it is still ours. ``own_name`` is the endpoint's own actor name: stopping it (or a
     supervisor above it) would lock the operator out, so that is refused, and restarting
     it is answered before it happens, since the restart ends this connection.
+
+    A burst of clients waits in the listen queue; beyond ``max_connections`` open at once,
+    a client is told the runtime is busy and disconnected (each one holds a descriptor,
+    and the runtime's TWS socket needs one too).
     """
     path = Path(path)
     _ensure_directory(path.parent, private=False)
     await _remove_stale_socket(path)
     sock = _bind(path)
     identity = _identity(path)
-    handler = functools.partial(_serve_connection, target=target, own_name=own_name,
-                                idle_timeout=idle_timeout)
+    serve_one = functools.partial(_serve_connection, target=target, own_name=own_name,
+                                  idle_timeout=idle_timeout)
+    open_connections = 0
+
+    async def handler(stream: trio.SocketStream) -> None:
+        nonlocal open_connections
+        if open_connections >= max_connections:
+            await _refuse_busy(stream, max_connections)
+            return
+        open_connections += 1
+        try:
+            await serve_one(stream)
+        finally:
+            open_connections -= 1
+
     try:
         listener = trio.SocketListener(sock)
         async with trio.open_nursery() as nursery:
@@ -277,6 +294,18 @@ def _bind(path: Path) -> trio.socket.SocketType:
             _unlink(path)
         raise ControlError(f"cannot serve the control socket at {path}: {exc}") from exc
     return trio.socket.from_stdlib_socket(sock)
+
+
+async def _refuse_busy(stream: trio.SocketStream, limit: int) -> None:
+    log.warning("control: %d clients already connected; told one more the runtime is busy",
+                limit)
+    reply = _failure(f"the runtime is busy: {limit} control connections are open; try again")
+    with trio.move_on_after(_BUSY_SEND_TIMEOUT):
+        try:
+            async with stream:
+                await stream.send_all(json.dumps(reply).encode() + b"\n")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
 
 async def _serve_connection(stream: trio.SocketStream, *, target: ControlTarget,
@@ -383,63 +412,3 @@ async def run_control(
                 f"the control actor takes no messages (got {type(envelope.message).__name__});"
                 " operators use its socket"))
         nursery.cancel_scope.cancel()
-
-
-# -- the client --------------------------------------------------------------------------------
-
-
-async def control_request(path: Path, command: str, *args: str,
-                          timeout: float = 5.0) -> dict[str, object]:  # noqa: ASYNC109
-    """Send one command to the runtime at ``path`` and return its reply object.
-
-    ``args`` is the actor name for restart / stop / start. The reply's ``ok`` says whether
-    the runtime did it; failing to get a reply at all raises ``ControlUnavailable`` (or
-    ``ControlTimeout``, after ``timeout`` seconds), with a message naming the path.
-    """
-    if command in _ACTOR_COMMANDS:
-        if len(args) != 1:
-            raise ValueError(f"{command} takes one actor name, got {len(args)} arguments")
-        request: dict[str, str] = {"cmd": command, "actor": args[0]}
-    elif args:
-        raise ValueError(f"{command} takes no arguments, got {len(args)}")
-    else:
-        request = {"cmd": command}
-    with trio.move_on_after(timeout):
-        return await _exchange(Path(path), json.dumps(request).encode() + b"\n")
-    raise ControlTimeout(f"the runtime at {path} did not reply within {timeout:g} s")
-
-
-async def _exchange(path: Path, data: bytes) -> dict[str, object]:
-    try:
-        stream = await trio.open_unix_socket(os.fspath(path))
-    except FileNotFoundError:
-        raise ControlUnavailable(
-            f"no control socket at {path}: is `ibkr-connector run` running as this user, with "
-            "the same IBKR_CONTROL_PATH / XDG_RUNTIME_DIR?") from None
-    except ConnectionRefusedError:
-        raise ControlUnavailable(f"nothing listens on {path} (a stale socket: the runtime "
-                                 "has stopped)") from None
-    except OSError as exc:
-        raise ControlUnavailable(f"cannot reach the control socket {path}: {exc}") from None
-    received = bytearray()
-    async with stream:
-        try:
-            await stream.send_all(data)
-            while b"\n" not in received and len(received) <= _MAX_REPLY:
-                chunk = await stream.receive_some(_RECEIVE_SIZE)
-                if not chunk:
-                    break
-                received += chunk
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # judged below by what did arrive
-    line = bytes(received).split(b"\n", 1)[0]
-    if not line.strip():
-        raise ControlUnavailable(f"the runtime at {path} closed the connection without a "
-                                 "reply (it may be shutting down)")
-    try:
-        reply = json.loads(line)
-    except ValueError:
-        reply = None
-    if not isinstance(reply, dict) or "ok" not in reply:
-        raise ControlError(f"malformed reply from {path}: {_short(line, 120)}")
-    return reply

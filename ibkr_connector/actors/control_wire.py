@@ -28,17 +28,39 @@ from typing import Any, Final
 
 import attrs
 
+from .._errors import IBKRError
 from ..supervisor import ChildInfo
 
 __all__ = [
-    "COMMANDS", "MAX_LINE", "BadRequest", "ControlRequest", "LineBuffer", "format_tree",
-    "format_uptime", "parse_request", "to_jsonable", "tree_to_dict",
+    "COMMANDS", "MAX_LINE", "BadRequest", "ControlBusy", "ControlError", "ControlRequest",
+    "ControlTimeout", "ControlUnavailable", "LineBuffer", "NotAControlSocket", "format_tree",
+    "format_uptime", "is_reply", "parse_request", "to_jsonable", "tree_to_dict",
 ]
 
 #: Longest request line accepted, newline excluded.
 MAX_LINE: Final = 64 * 1024
 COMMANDS: Final = ("tree", "status", "stats", "restart", "stop", "start")
 _ACTOR_COMMANDS: Final = frozenset({"restart", "stop", "start"})
+
+
+class ControlError(IBKRError):
+    """The control endpoint cannot be served or its reply is unusable; names the path."""
+
+
+class ControlUnavailable(ControlError):
+    """Nothing alive answers on the control socket (not running, stale file, wrong user)."""
+
+
+class ControlBusy(ControlUnavailable):
+    """The runtime is alive but takes no more connections right now; try again shortly."""
+
+
+class ControlTimeout(ControlUnavailable, TimeoutError):
+    """The runtime accepted the connection but did not reply in time."""
+
+
+class NotAControlSocket(ControlError):
+    """The path is no socket, or another program's: it does not speak this protocol."""
 
 
 class LineBuffer:
@@ -79,7 +101,7 @@ class LineBuffer:
         return [rest] if rest and not self.overflowed else []
 
 
-class BadRequest(ValueError):
+class BadRequest(IBKRError, ValueError):
     """A request line the endpoint cannot act on; the message is the operator's reply."""
 
 
@@ -105,6 +127,10 @@ def parse_request(line: bytes) -> ControlRequest:
     if not isinstance(obj, dict):
         raise BadRequest('a request is a JSON object such as {"cmd": "tree"}')
     cmd = obj.get("cmd")
+    if cmd is None and "command" in obj:  # the simulator's fault protocol
+        raise BadRequest("this is the control socket of `ibkr-connector run`, not a simulator's "
+                         "fault socket: fault commands go to `ibkr-connector fault --control "
+                         "PATH`, with the path the simulator printed")
     if not isinstance(cmd, str):
         raise BadRequest("the request has no 'cmd' string")
     if cmd not in COMMANDS:
@@ -118,6 +144,16 @@ def parse_request(line: bytes) -> ControlRequest:
         raise BadRequest(f"command {cmd!r} needs an 'actor' name, e.g. "
                          f'{{"cmd": "{cmd}", "actor": "watchdog"}}')
     return ControlRequest(cmd, actor)
+
+
+def is_reply(obj: object) -> bool:
+    """Whether ``obj`` is a reply of this protocol: ``{"ok": true, "result": ...}`` or
+    ``{"ok": false, "error": "..."}``. Anything else came from another program."""
+    if not isinstance(obj, dict) or not set(obj) <= {"ok", "result", "error"}:
+        return False
+    if obj.get("ok") is True:
+        return "result" in obj
+    return obj.get("ok") is False and isinstance(obj.get("error"), str)
 
 
 def tree_to_dict(info: ChildInfo) -> dict[str, object]:

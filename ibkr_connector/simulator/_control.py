@@ -31,6 +31,7 @@ from typing import Any
 import attrs
 import trio
 
+from ibkr_connector._errors import IBKRError
 from ibkr_connector._userdirs import ensure_directory, runtime_dir
 from ibkr_connector.simulator._faults import MALFORMED_KINDS
 from ibkr_connector.simulator._server import TwsSimulator
@@ -55,9 +56,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _MAX_LINE = 64 * 1024
+_BACKLOG = 4096  # a burst of clients waits to be accepted; the kernel caps it at somaxconn
 
 
-class ControlError(Exception):
+class ControlError(IBKRError):
     """A control request or the control socket itself is unusable; the text says why."""
 
 
@@ -126,6 +128,10 @@ def parse_command(line: bytes | str) -> Command:
     if not isinstance(request, dict):
         raise ControlError("a request must be a JSON object")
     name = request.get("command")
+    if name is None and "cmd" in request:  # the runtime's control protocol
+        raise ControlError("this is a TWS simulator's fault socket, not the control socket of "
+                           "`ibkr-connector run`: operator commands (tree, status, ...) go to "
+                           "that one (--control PATH / IBKR_CONTROL_PATH)")
     if name == "drop":
         return Drop()
     if name == "refuse":
@@ -229,7 +235,7 @@ async def serve_control(sim: TwsSimulator, path: str, *,
         os.umask(previous)
     os.chmod(path, 0o600)
     identity = os.stat(path).st_ino
-    sock.listen(8)
+    sock.listen(_BACKLOG)
     listener = trio.SocketListener(sock)
     try:
         async with trio.open_nursery() as nursery:
@@ -279,6 +285,12 @@ async def _answer(sim: TwsSimulator, line: bytes) -> bytes:
 def send_control_command(path: str, command: Command, timeout: float = 5.0) -> dict[str, Any]:
     """Send one command to a running simulator and return its answer (blocking).
     ``ControlError`` when nothing serves ``path`` or the answer is unreadable."""
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            raise ControlError(f"{path} is not a socket: --control must name the fault socket "
+                               "`ibkr-connector sim` (or `run --sim`) printed")
+    except OSError:
+        pass  # judged by connect below
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.settimeout(timeout)
     try:
@@ -305,7 +317,8 @@ def send_control_command(path: str, command: Command, timeout: float = 5.0) -> d
     try:
         result = json.loads(answer)
     except ValueError:
-        raise ControlError(f"unreadable answer from {path}: {answer[:80]!r}") from None
-    if not isinstance(result, dict):
-        raise ControlError(f"unreadable answer from {path}: {answer[:80]!r}")
+        result = None
+    if not isinstance(result, dict) or not isinstance(result.get("ok"), bool):
+        raise ControlError(f"{path} does not speak the simulator's fault protocol (it answered "
+                           f"{answer[:80]!r}): is it another program's socket?")
     return result
