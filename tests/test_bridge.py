@@ -197,13 +197,13 @@ async def test_tick_events_equal_the_ones_their_classes_build() -> None:
     bridge = EventBridge()
     attrib = TickAttrib()
     attrib.canAutoExecute, attrib.preOpen = True, True
-    bridge.tickPrice(7, 1, 101.25, attrib)
-    bridge.tickSize(7, 0, Decimal(300))
+    bridge.tickPrice(7, 9, 99.5, attrib)  # close: a price without a size
+    bridge.tickSize(7, 8, Decimal(12))  # volume: a size of its own
     bridge.tickString(7, 45, "1700000000")
     bridge.tickGeneric(7, 49, 0.5)
     expected = [
-        ev.TickPrice(7, 1, 101.25, True, False, True),
-        ev.TickSize(7, 0, Decimal(300)),
+        ev.TickPrice(7, 9, 99.5, True, False, True),
+        ev.TickSize(7, 8, Decimal(12)),
         ev.TickString(7, 45, "1700000000"),
         ev.TickGeneric(7, 49, 0.5),
     ]
@@ -243,3 +243,30 @@ async def test_unset_greeks_become_none_and_a_delta_of_minus_one_is_kept() -> No
                                              400.0)
     assert absent == ev.TickOptionComputation(3, 11, 0, None, None, None, None, None, None,
                                               None, None)
+
+
+async def test_a_bid_ask_or_last_price_and_the_size_that_follows_it_are_one_event() -> None:
+    bridge = EventBridge()
+    attrib = TickAttrib()
+    attrib.pastLimit = True
+    for price_type, size_type in ((1, 0), (2, 3), (4, 5), (66, 69), (67, 70), (68, 71)):
+        bridge.tickPrice(7, price_type, 101.25, attrib)  # ibapi calls these two in a row
+        bridge.tickSize(7, size_type, Decimal(300))
+    events = await bridge.receive_batch()
+    assert events == [ev.TickPrice(7, t, 101.25, False, True, False, Decimal(300))
+                      for t in (1, 2, 4, 66, 67, 68)]
+
+
+async def test_a_size_that_does_not_match_the_held_price_is_an_event_of_its_own() -> None:
+    bridge = EventBridge()
+    attrib = TickAttrib()
+    bridge.tickPrice(7, 1, 101.25, attrib)
+    bridge.tickSize(8, 0, Decimal(5))  # another ticker: not this price's size
+    bridge.tickPrice(7, 2, 101.5, attrib)
+    bridge.tickString(7, 45, "x")  # anything else releases the held price unchanged
+    assert await bridge.receive_batch() == [
+        ev.TickPrice(7, 1, 101.25),
+        ev.TickSize(8, 0, Decimal(5)),
+        ev.TickPrice(7, 2, 101.5),
+        ev.TickString(7, 45, "x"),
+    ]

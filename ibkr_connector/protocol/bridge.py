@@ -1,7 +1,7 @@
 """The bridge: ibapi's EWrapper callbacks in, typed events out, into Trio.
 
-ibapi calls EWrapper methods from the thread that runs ``EClient.run()`` (and, during the
-handshake, from the connecting thread). That thread must never block on Trio: if it did, a
+ibapi's decoder calls EWrapper methods from the session's reader thread (`_reader`), which
+also posts the fast path's events here directly. That thread must never block on Trio: if it did, a
 slow consumer would stall the socket reader and TWS would see us as dead. So each callback
 only builds a frozen event and appends it to a list; at most one wake-up is pending in Trio
 at any time (``TrioToken.run_sync_soon``), and the Trio side takes the whole list in one go.
@@ -19,8 +19,10 @@ a write to its wake-up socket, a system call that releases the GIL. So:
   added latency; an event after a quiet spell is delivered at once.
   `bench/bridge_throughput.py` measures both.
 
-Hot tick events are built by writing their slots directly (see below): the same frozen
-attrs values, about a quarter cheaper than their generated ``__init__``.
+Hot tick events are built by writing their slots directly: the same frozen attrs values,
+about a third cheaper than their generated ``__init__``. Ticks usually do not come through
+these callbacks at all: the session's reader decodes them on its fast path (`fastpath`) and
+posts the same events straight into this bridge; the callbacks serve whatever ibapi decodes.
 
 The list is unbounded on purpose: TWS itself buffers without limit, and dropping here would
 lose order or connection events. Conflation of market data happens later, per subscriber,
@@ -36,63 +38,33 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-import attrs
 import trio
 from ibapi.wrapper import EWrapper
 
 from . import events as ev
+from .fastpath import SIZE_TICK_OF_PRICE, opt_delta, opt_value, slot_setters
 
 __all__ = ["EventBridge"]
 
-_UNSET_DOUBLE = 1.7976931348623157e308
 _DEFAULT_LINGER = 0.001
 # Wake-ups that come this soon after the consumer fell asleep, this many times in a row, mean
 # a busy reader (over ~5,000 wake-ups a second): the consumer then lingers (see module doc).
 _QUICK_WAKEUP = 200e-6
 _QUICK_STREAK = 8
 
-_Setter = Callable[[object, Any], None]
-
-
-def _opt(value: float | None) -> float | None:
-    """ibapi marks absent greeks with UNSET_DOUBLE (and some with -1/-2); keep None instead."""
-    if value is None or value == _UNSET_DOUBLE or value == -1.0 or value == -2.0:  # noqa: PLR1714
-        return None
-    return float(value)
-
-
-def _opt_delta(value: float | None) -> float | None:
-    # Greeks may legitimately be -1 (delta of a deep ITM put), so only UNSET means absent.
-    if value is None or value == _UNSET_DOUBLE:
-        return None
-    return float(value)
-
-
-# -- fast construction of the hot tick events ------------------------------------------------
-#
-# A frozen attrs class sets each field through ``object.__setattr__`` in its generated
-# __init__. For the ticks that arrive by the hundred thousand, writing the slots through their
-# descriptors on a bare instance is ~25% cheaper and gives an identical, equally frozen value.
-
-
-def _slot_setters(cls: Any, *names: str) -> tuple[_Setter, ...]:
-    """The slot setters of *cls*, checked against its attrs fields so they cannot drift."""
-    fields = tuple(field.name for field in attrs.fields(cls))
-    if fields != names or "__slots__" not in vars(cls):
-        raise TypeError(f"{cls.__name__} is not a slotted attrs class with fields {names}")
-    return tuple(getattr(cls, name).__set__ for name in names)
-
-
+# Hot tick events are built through their slot setters (see `fastpath.slot_setters`).
 _new = object.__new__
 _TickPrice, _TickSize, _TickString, _TickGeneric = (
     ev.TickPrice, ev.TickSize, ev.TickString, ev.TickGeneric
 )
-_tp0, _tp1, _tp2, _tp3, _tp4, _tp5 = _slot_setters(
-    _TickPrice, "req_id", "tick_type", "price", "can_auto_execute", "past_limit", "pre_open"
+_tp0, _tp1, _tp2, _tp3, _tp4, _tp5, _tp6 = slot_setters(
+    _TickPrice, "req_id", "tick_type", "price", "can_auto_execute", "past_limit", "pre_open",
+    "size",
 )
-_ts0, _ts1, _ts2 = _slot_setters(_TickSize, "req_id", "tick_type", "size")
-_tx0, _tx1, _tx2 = _slot_setters(_TickString, "req_id", "tick_type", "value")
-_tg0, _tg1, _tg2 = _slot_setters(_TickGeneric, "req_id", "tick_type", "value")
+_ts0, _ts1, _ts2 = slot_setters(_TickSize, "req_id", "tick_type", "size")
+_tx0, _tx1, _tx2 = slot_setters(_TickString, "req_id", "tick_type", "value")
+_tg0, _tg1, _tg2 = slot_setters(_TickGeneric, "req_id", "tick_type", "value")
+_sized = SIZE_TICK_OF_PRICE
 
 
 class EventBridge(EWrapper):  # type: ignore[misc]
@@ -126,12 +98,16 @@ class EventBridge(EWrapper):  # type: ignore[misc]
         self._streak = 0  # consecutive quick wake-ups
         self._slept_at = 0.0
         self._ready = trio.Event()
+        # A TickPrice whose size ibapi reports in the tickSize call that follows at once.
+        self._held: ev.TickPrice | None = None
         self.wakeups = 0  # how many Trio wake-ups were scheduled (for the benchmark)
 
     # -- the thread side ---------------------------------------------------------------
 
     def post(self, event: ev.TwsEvent) -> None:
         """Hand *event* to Trio. Never blocks; never raises; callable from any thread."""
+        if self._held is not None:
+            self._release_held()
         self._append(event)
         if self._asleep:
             self._schedule_wakeup()
@@ -147,6 +123,13 @@ class EventBridge(EWrapper):  # type: ignore[misc]
             # Trio has exited; nobody is left to read. Keep the signal: later posts then
             # skip the wake-up altogether while the reader thread is told to stop.
             pass
+
+    def _release_held(self) -> None:
+        # A price tick whose size did not follow (only a direct caller can do that) goes
+        # out as it is, ahead of whatever came next.
+        held, self._held = self._held, None
+        if held is not None:
+            self._append(held)
 
     def _wake(self) -> None:
         # Runs in the Trio thread and hands the signal to the consumer.
@@ -236,10 +219,17 @@ class EventBridge(EWrapper):  # type: ignore[misc]
             )
         )
 
-    # The tick callbacks are the hot path: post() is inlined and the events are built
-    # through the slot setters above. The decoder already hands us bools for the attribs.
+    # The tick callbacks are the hot path when ibapi decodes ticks (the session's fast path
+    # usually does): post() is inlined and the events are built through the slot setters.
+    # The decoder already hands us bools for the attribs.
+    #
+    # ibapi reports one TICK_PRICE of a bid, ask or last as tickPrice and, at once, tickSize
+    # of the matching size tick type: the price is held for that tickSize and posted as one
+    # TickPrice carrying its size (see `events.TickPrice`).
 
     def tickPrice(self, reqId: int, tickType: int, price: float, attrib: Any) -> None:  # noqa: N802, N803
+        if self._held is not None:
+            self._release_held()
         event = _new(_TickPrice)
         _tp0(event, reqId)
         _tp1(event, tickType)
@@ -247,11 +237,25 @@ class EventBridge(EWrapper):  # type: ignore[misc]
         _tp3(event, attrib.canAutoExecute)
         _tp4(event, attrib.pastLimit)
         _tp5(event, attrib.preOpen)
+        _tp6(event, None)
+        if tickType in _sized:
+            self._held = event
+            return
         self._append(event)
         if self._asleep:
             self._schedule_wakeup()
 
     def tickSize(self, reqId: int, tickType: int, size: Decimal) -> None:  # noqa: N802, N803
+        held = self._held
+        if held is not None:
+            self._held = None
+            if held.req_id == reqId and _sized[held.tick_type] == tickType:
+                _tp6(held, size)
+                self._append(held)
+                if self._asleep:
+                    self._schedule_wakeup()
+                return
+            self._append(held)
         event = _new(_TickSize)
         _ts0(event, reqId)
         _ts1(event, tickType)
@@ -261,6 +265,8 @@ class EventBridge(EWrapper):  # type: ignore[misc]
             self._schedule_wakeup()
 
     def tickString(self, reqId: int, tickType: int, value: str) -> None:  # noqa: N802, N803
+        if self._held is not None:
+            self._release_held()
         event = _new(_TickString)
         _tx0(event, reqId)
         _tx1(event, tickType)
@@ -270,6 +276,8 @@ class EventBridge(EWrapper):  # type: ignore[misc]
             self._schedule_wakeup()
 
     def tickGeneric(self, reqId: int, tickType: int, value: float) -> None:  # noqa: N802, N803
+        if self._held is not None:
+            self._release_held()
         event = _new(_TickGeneric)
         _tg0(event, reqId)
         _tg1(event, tickType)
@@ -285,11 +293,32 @@ class EventBridge(EWrapper):  # type: ignore[misc]
     ) -> None:
         self.post(
             ev.TickOptionComputation(
-                reqId, tickType, tickAttrib, _opt(impliedVol), _opt_delta(delta),
-                _opt(optPrice), _opt(pvDividend), _opt_delta(gamma), _opt_delta(vega),
-                _opt_delta(theta), _opt(undPrice),
+                reqId, tickType, tickAttrib, opt_value(impliedVol), opt_delta(delta),
+                opt_value(optPrice), opt_value(pvDividend), opt_delta(gamma), opt_delta(vega),
+                opt_delta(theta), opt_value(undPrice),
             )
         )
+
+    def tickByTickAllLast(  # noqa: N802, PLR0913
+        self, reqId: int, tickType: int, time: int, price: float, size: Decimal,  # noqa: N803
+        tickAttribLast: Any, exchange: str, specialConditions: str,  # noqa: N803
+    ) -> None:
+        self.post(ev.TickByTickAllLast(
+            reqId, tickType, time, price, size, tickAttribLast.pastLimit,
+            tickAttribLast.unreported, exchange, specialConditions,
+        ))
+
+    def tickByTickBidAsk(  # noqa: N802, PLR0913
+        self, reqId: int, time: int, bidPrice: float, askPrice: float,  # noqa: N803
+        bidSize: Decimal, askSize: Decimal, tickAttribBidAsk: Any,  # noqa: N803
+    ) -> None:
+        self.post(ev.TickByTickBidAsk(
+            reqId, time, bidPrice, askPrice, bidSize, askSize, tickAttribBidAsk.bidPastLow,
+            tickAttribBidAsk.askPastHigh,
+        ))
+
+    def tickByTickMidPoint(self, reqId: int, time: int, midPoint: float) -> None:  # noqa: N802, N803
+        self.post(ev.TickByTickMidPoint(reqId, time, midPoint))
 
     def tickSnapshotEnd(self, reqId: int) -> None:  # noqa: N802, N803
         self.post(ev.TickSnapshotEnd(reqId))
@@ -332,6 +361,17 @@ class EventBridge(EWrapper):  # type: ignore[misc]
 
     def contractDetailsEnd(self, reqId: int) -> None:  # noqa: N802, N803
         self.post(ev.ContractDetailsEnd(reqId))
+
+    def securityDefinitionOptionParameter(  # noqa: N802, PLR0913
+        self, reqId: int, exchange: str, underlyingConId: int, tradingClass: str,  # noqa: N803
+        multiplier: str, expirations: Any, strikes: Any,
+    ) -> None:
+        self.post(ev.SecDefOptParams(
+            reqId, exchange, int(underlyingConId), tradingClass, multiplier,
+            frozenset(expirations), frozenset(float(s) for s in strikes)))
+
+    def securityDefinitionOptionParameterEnd(self, reqId: int) -> None:  # noqa: N802, N803
+        self.post(ev.SecDefOptParamsEnd(reqId))
 
 
 def _generic(name: str) -> Callable[..., None]:

@@ -1,10 +1,12 @@
-"""One connection attempt: one ibapi EClient, its threads, and a clean way to end them.
+"""One connection attempt: one ibapi EClient, its reader thread, and a clean way to end it.
 
-ibapi's EClient is not reusable across connections (its queue, decoder and reader belong to
-one socket), so every attempt gets a fresh `TwsSession`. The blocking parts run in threads
-this module owns and joins: the handshake (``EClient.connect`` reads the version reply
-synchronously), ibapi's own ``EReader`` thread, and ``EClient.run()``. Nothing here blocks
-the Trio thread, and `close` does not return until every thread of the attempt has ended.
+ibapi's EClient is not reusable across connections (its decoder and socket state belong to
+one socket), so every attempt gets a fresh `TwsSession`. The blocking inbound side runs in
+one thread this module owns and joins (`_reader.SessionReader`: connect, the version
+handshake, then receive, frame, decode and post to the bridge); ibapi's own ``EReader``
+thread and ``EClient.run()`` loop are not used. Requests are still encoded by the EClient
+and written from a Trio worker thread. Nothing here blocks the Trio thread, and `close`
+does not return until the attempt's thread has ended.
 
 Only the connection actor holds a `TwsSession`; that is what makes it the single writer.
 """
@@ -15,17 +17,17 @@ import itertools
 import logging
 import socket
 import threading
-import traceback
 from collections.abc import Callable
 
 import attrs
 import trio
 from ibapi import comm
 from ibapi.client import EClient
-from ibapi.reader import EReader
 from ibapi.server_versions import MIN_SERVER_VER_PROTOBUF
 
+from .._errors import IBKRError
 from . import events as ev
+from ._reader import SessionReader
 from .bridge import EventBridge
 from .requests import Request
 
@@ -43,12 +45,12 @@ logging.getLogger("ibapi").setLevel(logging.WARNING)
 
 _serials = itertools.count(1)
 
-# How long `close` waits for each thread. ibapi's run() polls its queue every 0.2 s and
-# the reader's socket has a 1 s timeout; shutting the socket down wakes the reader at once.
+# How long `close` waits for the reader thread. Shutting the socket down wakes it at once;
+# its socket has a 1 s timeout besides (and a connect in progress, the attempt's timeout).
 _JOIN_TIMEOUT = 5.0
 
 
-class ConnectFailed(ConnectionError):
+class ConnectFailed(IBKRError, ConnectionError):
     """The TCP connection or the API handshake failed (TWS not there, or refused us)."""
 
 
@@ -56,17 +58,17 @@ class ConnectTimeout(ConnectFailed):
     """TWS accepted the socket but did not finish the handshake in time."""
 
 
-class NotConnected(ConnectionError):
+class NotConnected(IBKRError, ConnectionError):
     """A request was offered to a session whose socket is gone. It was not sent."""
 
 
-class RequestRefused(ValueError):
+class RequestRefused(IBKRError, ValueError):
     """ibapi declined to write the request while connected (its own checks refused it,
     e.g. a field this server version does not support); the reason is in a TwsError
     event. Nothing was sent, and sending it again would be refused again."""
 
 
-class SendFailed(ConnectionError):
+class SendFailed(IBKRError, ConnectionError):
     """The socket failed while a request was being written: TWS may have part of it, all
     of it or none. The session cannot be trusted any more and must be dropped."""
 
@@ -88,10 +90,10 @@ class _ObservedClient(EClient):  # type: ignore[misc]
         self.write_error: OSError | None = None
 
     def disconnect(self) -> None:
-        """Shut the socket down before ibapi closes it: that wakes the EReader thread out
-        of ``recv`` at once. (A close from another thread does not; the reader would sit
-        out its 1 s socket timeout, and every lost session would take a second longer to
-        be reported.)"""
+        """Shut the socket down before ibapi closes it: that wakes the reader thread out of
+        ``recv`` at once. (A close from another thread does not; the reader would sit out
+        its 1 s socket timeout, and every lost session would take a second longer to be
+        reported.)"""
         _shut_down(self)
         super().disconnect()
 
@@ -129,11 +131,10 @@ def _shut_down(client: EClient) -> None:
 
 
 def session_threads() -> list[threading.Thread]:
-    """Every live thread of any TWS session in this process: ours are named ``ibkr-*``,
-    ibapi's reader is an ``EReader``. After all sessions are closed this is empty (Trio's
-    own cached worker threads are not ours to join and are not counted)."""
-    return [t for t in threading.enumerate()
-            if t.is_alive() and (t.name.startswith("ibkr-") or isinstance(t, EReader))]
+    """Every live thread of any TWS session in this process (ours are named ``ibkr-*``).
+    After all sessions are closed this is empty (Trio's own cached worker threads are not
+    ours to join and are not counted)."""
+    return [t for t in threading.enumerate() if t.is_alive() and t.name.startswith("ibkr-")]
 
 
 @attrs.define
@@ -163,15 +164,14 @@ class _Thread:
 
 
 class TwsSession:
-    """A single EClient connection attempt, from handshake to joined threads."""
+    """A single EClient connection attempt, from handshake to joined thread."""
 
     def __init__(self, bridge: EventBridge) -> None:
         self.bridge = bridge
         self.serial = next(_serials)
         self.client = _ObservedClient(bridge)
-        self._connect_thread: _Thread | None = None
-        self._run_thread: _Thread | None = None
-        self._reader: threading.Thread | None = None  # ibapi's EReader; reset() forgets it
+        self._reader = SessionReader(self.client, bridge, self.serial)
+        self._thread: _Thread | None = None
         self._closed = False
         self._stop_posted = False
 
@@ -192,45 +192,39 @@ class TwsSession:
     async def open(
         self, host: str, port: int, client_id: int, *, timeout: float  # noqa: ASYNC109
     ) -> None:
-        """Connect and hand-shake; start ``EClient.run()`` in its own thread.
+        """Connect and hand-shake in the session's reader thread, which then reads on.
 
         Raises `ConnectFailed` (refused, closed during the handshake) or `ConnectTimeout`.
-        On any failure, and on cancellation, the attempt is closed and its threads joined
+        On any failure, and on cancellation, the attempt is closed and its thread joined
         before this returns or raises. Success only means the socket is up and startApi was
-        sent: the caller waits for nextValidId to know TWS has accepted the client id.
+        sent: the caller waits for nextValidId to know TWS has accepted the client id. If
+        TWS hangs up at once (a 326, say), the reader still delivers what it said first.
         """
-        client = self.client
-        self._connect_thread = _Thread.start(
-            f"ibkr-connect-{self.serial}", lambda: client.connect(host, port, client_id)
+        token = trio.lowlevel.current_trio_token()
+        handshaken = trio.Event()
+
+        def signal() -> None:
+            try:
+                token.run_sync_soon(handshaken.set)
+            except trio.RunFinishedError:
+                pass
+
+        reader = self._reader
+        self._thread = _Thread.start(
+            f"ibkr-read-{self.serial}",
+            lambda: reader.run(host, port, client_id, timeout, signal),
         )
         try:
             with trio.move_on_after(timeout) as scope:
-                await self._connect_thread.done.wait()
+                await handshaken.wait()
             if scope.cancelled_caught:
                 raise ConnectTimeout(f"no API handshake from {host}:{port} within {timeout:g} s")
-            self._reader = client.reader
-            if self._reader is not None:
-                # Run even if TWS has already hung up: run() drains what the reader queued
-                # first, and that is where the reason is (a 326, say).
-                self._run_thread = _Thread.start(f"ibkr-run-{self.serial}", self._run)
-            if not client.isConnected():
+            if not self.client.isConnected():
                 raise ConnectFailed(f"could not connect to {host}:{port}")
         except BaseException:
             with trio.CancelScope(shield=True):
                 await self.close()
             raise
-
-    def _run(self) -> None:
-        """``EClient.run()``; a frame it cannot decode becomes an event, not a dead thread."""
-        try:
-            self.client.run()
-        except Exception as exc:  # noqa: BLE001 - anything run() lets out is a bad frame
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            log.warning("ibapi could not decode a message from TWS: %s", detail)
-            # run()'s own finally has already disconnected the client.
-            self.bridge.post(ev.MalformedMessage(detail))
-        finally:
-            self.bridge.post(ev.ReaderStopped(self.serial))
 
     async def send(self, request: Request) -> None:
         """Write *request* to the socket, in a worker thread (a full socket buffer must not
@@ -256,36 +250,29 @@ class TwsSession:
                                f"{type(request).__name__} was not sent")
 
     async def close(self) -> None:
-        """Disconnect and join every thread of this attempt. Idempotent.
+        """Disconnect and join the reader thread. Idempotent.
 
-        Shutting the socket down wakes ibapi's reader out of ``recv`` at once; the reader
-        then drops the connection, ``run()`` notices within its 0.2 s poll and disconnects
-        the EClient itself. Only when no run thread exists do we call ``disconnect`` here:
-        two threads inside ``EClient.disconnect`` at once race on its ``reset``.
+        Shutting the socket down wakes the reader out of ``recv`` at once; it then
+        disconnects the EClient itself (one thread inside ``EClient.disconnect``, never
+        two racing on its ``reset``) and posts `ReaderStopped`.
         """
         if not self._closed:
             self._closed = True
+            self._reader.stop()
             _shut_down(self.client)
-            connecting = self._connect_thread
-            if connecting is not None:
-                with trio.move_on_after(_JOIN_TIMEOUT):
-                    await connecting.done.wait()
-            if self._reader is None:
-                self._reader = self.client.reader
-            if self._run_thread is None:
-                await trio.to_thread.run_sync(self.client.disconnect)
-        for thread in self.threads():
-            if thread.is_alive():
-                await trio.to_thread.run_sync(thread.join, _JOIN_TIMEOUT)
-        if self._run_thread is None and not self._stop_posted:
-            # No run() thread ever existed to say so: the bridge's reader still needs to
-            # learn that nothing more will come from this session.
-            self._stop_posted = True
-            self.bridge.post(ev.ReaderStopped(self.serial))
+        handle = self._thread
+        if handle is None:
+            if not self._stop_posted:
+                # No reader ever existed to say so: the bridge's consumer still needs to
+                # learn that nothing more will come from this session.
+                self._stop_posted = True
+                self.bridge.post(ev.ReaderStopped(self.serial))
+            return
+        with trio.move_on_after(_JOIN_TIMEOUT):
+            await handle.done.wait()
+        if handle.thread.is_alive():
+            await trio.to_thread.run_sync(handle.thread.join, _JOIN_TIMEOUT)
 
     def threads(self) -> list[threading.Thread]:
         """The threads this attempt started (for leak checks)."""
-        found = [h.thread for h in (self._connect_thread, self._run_thread) if h is not None]
-        if self._reader is not None:
-            found.append(self._reader)
-        return found
+        return [self._thread.thread] if self._thread is not None else []

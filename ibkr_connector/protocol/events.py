@@ -37,6 +37,11 @@ __all__ = [
     "Position",
     "PositionEnd",
     "ReaderStopped",
+    "SecDefOptParams",
+    "SecDefOptParamsEnd",
+    "TickByTickAllLast",
+    "TickByTickBidAsk",
+    "TickByTickMidPoint",
     "TickGeneric",
     "TickOptionComputation",
     "TickPrice",
@@ -107,12 +112,23 @@ class TwsError(TwsEvent):
 
 @attrs.frozen
 class TickPrice(TwsEvent):
+    """One TICK_PRICE frame: the price and, for bid, ask and last (live or delayed: tick
+    types 1, 2, 4, 66, 67, 68), the size the same frame carries.
+
+    ibapi reports such a frame as two callbacks (``tickPrice``, then ``tickSize`` with
+    the matching size tick type 0, 3, 5, 69, 70, 71); here it is one event, and no
+    `TickSize` is made for it: a `TickSize` always comes from a TICK_SIZE frame, a change
+    of size alone. ``size`` is None for the tick types that carry none (high, low,
+    close...) and ibapi's ``UNSET_DECIMAL`` when TWS left it unset.
+    """
+
     req_id: int
     tick_type: int
     price: float
     can_auto_execute: bool = False
     past_limit: bool = False
     pre_open: bool = False
+    size: Decimal | None = None
 
     @property
     def conflation_key(self) -> tuple[str, int, int]:
@@ -171,6 +187,52 @@ class TickOptionComputation(TwsEvent):
     @property
     def conflation_key(self) -> tuple[str, int, int]:
         return ("greeks", self.req_id, self.tick_type)
+
+
+@attrs.frozen
+class TickByTickAllLast(TwsEvent):
+    """A tick-by-tick trade (``tick_type`` 1: Last, 2: AllLast)."""
+
+    req_id: int
+    tick_type: int
+    time: int
+    price: float
+    size: Decimal
+    past_limit: bool
+    unreported: bool
+    exchange: str
+    special_conditions: str
+
+    @property
+    def conflation_key(self) -> tuple[str, int]:
+        return ("tbt-last", self.req_id)
+
+
+@attrs.frozen
+class TickByTickBidAsk(TwsEvent):
+    req_id: int
+    time: int
+    bid_price: float
+    ask_price: float
+    bid_size: Decimal
+    ask_size: Decimal
+    bid_past_low: bool
+    ask_past_high: bool
+
+    @property
+    def conflation_key(self) -> tuple[str, int]:
+        return ("tbt-bidask", self.req_id)
+
+
+@attrs.frozen
+class TickByTickMidPoint(TwsEvent):
+    req_id: int
+    time: int
+    mid_point: float
+
+    @property
+    def conflation_key(self) -> tuple[str, int]:
+        return ("tbt-midpoint", self.req_id)
 
 
 @attrs.frozen
@@ -251,6 +313,25 @@ class ContractDetailsEnd(TwsEvent):
     req_id: int
 
 
+@attrs.frozen
+class SecDefOptParams(TwsEvent):
+    """One ``securityDefinitionOptionParameter``: a trading class's expiries and strikes
+    (the union over its expiries: not every pair is a listed contract)."""
+
+    req_id: int
+    exchange: str
+    underlying_con_id: int
+    trading_class: str
+    multiplier: str
+    expirations: frozenset[str]
+    strikes: frozenset[float]
+
+
+@attrs.frozen
+class SecDefOptParamsEnd(TwsEvent):
+    req_id: int
+
+
 # --- everything else, and the bridge's own events ------------------------------------
 
 
@@ -264,14 +345,15 @@ class WrapperCallback(TwsEvent):
 
 @attrs.frozen
 class MalformedMessage(TwsEvent):
-    """A frame ibapi could not decode. ibapi's run() loop dies on it; the connection restarts."""
+    """A frame ibapi could not decode. The session's reader stops on it (as ibapi's run()
+    loop would); the connection restarts."""
 
     detail: str
 
 
 @attrs.frozen
 class ReaderStopped(TwsEvent):
-    """The EClient.run() thread has ended; no further events come from this client."""
+    """The session's reader thread has ended; no further events come from this client."""
 
     client_serial: int
 
