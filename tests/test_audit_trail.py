@@ -26,7 +26,7 @@ from ibkr_connector.actors.audit import (
     redact,
     run_audit,
 )
-from ibkr_connector.supervisor import ChildSpec, SupervisorSpec, open_supervisor
+from ibkr_connector.supervisor import ActorCrashed, ChildSpec, SupervisorSpec, open_supervisor
 
 T0 = datetime.datetime(2026, 1, 2, 15, 4, 5, 123456, tzinfo=datetime.UTC)
 
@@ -348,6 +348,30 @@ async def test_bad_messages_fail_their_caller_and_the_actor_carries_on(tmp_path:
     assert isinstance(bad_fields.value, ValueError)  # what callers caught before
     assert record.seq == 1  # the refused records used no seq
     assert info is not None and info.restarts == 0
+
+
+async def test_a_failed_write_crashes_the_actor_and_the_restart_repairs_the_trail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    spec = SupervisorSpec("root", children=(
+        ChildSpec("audit", functools.partial(run_audit, trail_path=path)),))
+    async with open_supervisor(spec) as supervisor:
+        audit = supervisor.address("audit")
+        real_fsync = os.fsync
+
+        def failing_fsync(fd: int) -> None:
+            monkeypatch.setattr(os, "fsync", real_fsync)  # the disk recovers at once
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(os, "fsync", failing_fsync)
+        with pytest.raises(ActorCrashed):
+            await audit.call(AppendAudit("order_intent", {"order_id": 1}))
+        retried = await audit.call(AppendAudit("order_intent", {"order_id": 1}))
+        info = supervisor.tree().find("audit")
+    assert info is not None and info.restarts == 1
+    assert retried.seq == 1  # the failed record was cut back: the retry is there once
+    assert [line["order_id"] for line in _lines(path)] == [1]
 
 
 async def test_a_stopped_actor_finishes_its_write_and_leaves_queued_appends_for_the_next(
