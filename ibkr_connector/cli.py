@@ -14,14 +14,15 @@ from pathlib import Path
 
 import trio
 
-from .config import ConfigError, IBKRConfig, load_config
+from ._errors import IBKRError
+from .config import IBKRConfig, load_config
 
 __all__ = ["main"]
 
 EXIT_USAGE = 2
 
 
-class UserError(Exception):
+class UserError(IBKRError):
     """A problem the user can fix; printed as one line."""
 
 
@@ -46,16 +47,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     logging.basicConfig(level=config.log_level_number,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .actors.control import ControlError
     from .service import serve
+    from .simulator import default_control_path as default_fault_path
     from .supervisor import SupervisorEscalation
 
+    fault_path = Path(args.sim_control or default_fault_path()) if args.sim else None
     try:
-        trio.run(serve, config, _control_path(args, config), args.sim)
-    except (ControlError, SupervisorEscalation, BaseExceptionGroup) as exc:
+        trio.run(serve, config, _control_path(args, config), args.sim, fault_path)
+    except (IBKRError, SupervisorEscalation, BaseExceptionGroup) as exc:
         # The tree gave up (e.g. the control socket belongs to another live runtime): its
         # escalation names the actor and the last error, which is the one line to print.
-        known = _first_of(exc, (ControlError, SupervisorEscalation))
+        # Our own errors (a fault socket already served...) are one line too.
+        known = _first_of(exc, (IBKRError, SupervisorEscalation))
         if known is None:
             raise
         raise UserError(str(known)) from None
@@ -97,7 +100,7 @@ _ACTOR_COMMAND_TIMEOUT = 30.0
 def _control(args: argparse.Namespace, command: str, *params: str) -> dict[str, object]:
     from .actors.control import ControlError, control_request
 
-    timeout = _ACTOR_COMMAND_TIMEOUT if params else 5.0
+    timeout = args.timeout or (_ACTOR_COMMAND_TIMEOUT if params else 5.0)
     try:
         path = _control_path(args)
         reply = trio.run(lambda: control_request(path, command, *params, timeout=timeout))
@@ -150,6 +153,24 @@ def _actor_command(name: str) -> object:
 # -- parser -----------------------------------------------------------------------------------
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text!r}")
+    return seconds
+
+
+def _operator_options(parser: argparse.ArgumentParser, timeout: float) -> None:
+    parser.add_argument("--control", help="control socket path (default: per-user runtime dir)")
+    parser.add_argument("--config", help="TOML config file (default: $IBKR_CONFIG)")
+    parser.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS",
+                        help=f"give up waiting for the service after this long "
+                        f"(default {timeout:g})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ibkr-connector",
@@ -164,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--control", help="control socket path (default: per-user runtime dir)")
     run.add_argument("--sim", action="store_true",
                      help="start the bundled simulator and connect to it instead of TWS")
+    run.add_argument("--sim-control", metavar="PATH",
+                     help="with --sim: the simulator's fault socket, for `ibkr-connector "
+                     "fault --control PATH` (default: the one `fault` uses by default)")
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="show the whole product working against the simulator",
@@ -182,8 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("stats", "metrics: request rate, uptime, reconnects, subscriptions, latency", cmd_stats),
     ):
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--control", help="control socket path (default: per-user runtime dir)")
-        p.add_argument("--config", help="TOML config file (default: $IBKR_CONFIG)")
+        _operator_options(p, 5.0)
         p.set_defaults(func=func)
 
     for name, help_text in (
@@ -193,8 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("actor", help="actor name, as `ibkr-connector tree` shows it")
-        p.add_argument("--control", help="control socket path (default: per-user runtime dir)")
-        p.add_argument("--config", help="TOML config file (default: $IBKR_CONFIG)")
+        _operator_options(p, _ACTOR_COMMAND_TIMEOUT)
         p.set_defaults(func=_actor_command(name))
     return parser
 
@@ -204,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (UserError, ConfigError) as exc:
+    except IBKRError as exc:
         print(f"ibkr-connector: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

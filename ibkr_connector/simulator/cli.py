@@ -2,9 +2,10 @@
 
 ``sim`` serves a simulated TWS (loopback by default) and its fault control socket until
 Ctrl-C or SIGTERM, then exits cleanly with status 0. ``fault`` sends one command to a
-running ``sim`` through that socket. The top-level parser (``ibkr_connector.cli``) calls
-``add_sim_commands``; each subcommand's ``func(args)`` returns the exit status. User
-errors print one line on stderr and return non-zero, without a traceback.
+running ``sim`` (or ``run --sim``, which serves the same socket) through it. The top-level
+parser (``ibkr_connector.cli``) calls ``add_sim_commands``; each subcommand's
+``func(args)`` returns the exit status. User errors print one line on stderr and return
+non-zero, without a traceback.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def add_sim_commands(subparsers: _SubParsers) -> None:
     sim.set_defaults(func=run_sim)
 
     fault = subparsers.add_parser("fault", help="inject a fault into a running simulator",
-                                  description="Send one fault command to `ibkr-connector sim`.")
+                                  description="Send one fault command to a running "
+                                  "`ibkr-connector sim` or `ibkr-connector run --sim`.")
     fault.add_argument("--control", default=None, metavar="PATH",
                        help=f"the simulator's control socket (default {default_control_path()})")
     kinds = fault.add_subparsers(dest="fault", metavar="FAULT", required=True)
