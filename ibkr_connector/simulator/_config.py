@@ -50,6 +50,10 @@ def _as_tuple(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _as_upper_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(symbol.upper() for symbol in value)
+
+
 def _check_port(_: object, attribute: attrs.Attribute[int], value: int) -> None:
     if not 0 <= value <= 65535:
         raise ValueError(f"{attribute.name} must be between 0 and 65535, got {value}")
@@ -76,4 +80,21 @@ class SimulatorConfig:
     disconnect_on_pacing_violation: bool = False
     seed: int = 0
     max_market_data_lines: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+    # -- the simulated market (see ``_market`` and ``_market_data``) --
+    #: Seconds between steps of the price walk (and between streamed updates).
+    market_tick_interval: float = attrs.field(default=0.25, validator=attrs.validators.gt(0))
+    #: Symbols with no live-data permission: live requests get 354; with market data
+    #: type 3/4 they get 10167 and delayed ticks (or 10168 if delayed data is off).
+    unsubscribed_symbols: tuple[str, ...] = attrs.field(default=(), converter=_as_upper_tuple)
+    delayed_data_available: bool = True
+    #: Symbols whose options are permitted but whose underlying is not: an option request
+    #: gets 10090 and, when ``greeks_need_underlying`` (TWS's documented rule; the exact
+    #: behaviour is unverified), no live option computations (ticks 10-13).
+    unsubscribed_underlyings: tuple[str, ...] = attrs.field(default=(),
+                                                            converter=_as_upper_tuple)
+    greeks_need_underlying: bool = True
+    #: Simultaneous tick-by-tick streams per client before 10190 (TWS: 5 % of lines).
+    max_tick_by_tick_streams: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    #: Real TWS has no real-time tick-by-tick for options (10189); True allows it.
+    tick_by_tick_options: bool = False
     start_time: float | None = None

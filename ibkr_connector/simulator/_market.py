@@ -193,6 +193,8 @@ class SimMarket:
         self._instruments: dict[int, Instrument] = {}
         self._options_of: dict[int, list[Instrument]] = {}
         self.halted: set[str] = set()
+        #: A market-data farm outage: no ticks flow to anyone while True.
+        self.farm_down = False
         self.stalled: set[str] = set()
         self._spread_factor: dict[str, float] = {}
         self._build(datetime.datetime.fromtimestamp(wall_start, tz=datetime.UTC).date())
@@ -267,6 +269,26 @@ class SimMarket:
         """The current price of an underlying (the walk's value, not rounded to a tick)."""
         return self._spot[con_id]
 
+    def prior_close(self, con_id: int) -> float:
+        """Yesterday's close: the walk's opening price (for an option, its model value
+        at the opening spot), on the tick."""
+        inst = self._instruments[con_id]
+        if inst.sec_type != "OPT":
+            return round_to_tick(self._specs[con_id].spot, inst.min_tick)
+        spec = self._specs[inst.underlying_con_id]
+        years = self.years_to_expiry(inst)
+        value = black_scholes.price(inst.right, spec.spot, inst.strike, years,
+                                    self.smile_vol(inst, spec.spot, years), self.rate)
+        return max(round_to_tick(value, self.option_tick(inst, value)), inst.min_tick)
+
+    def atm_vol(self, inst: Instrument) -> float:
+        """The 30-day implied vol (generic tick 106): the underlying's at-the-money vol,
+        for an option the smile's vol at its strike."""
+        under = self.underlying_of(inst)
+        if inst.sec_type != "OPT":
+            return self._specs[under.con_id].vol
+        return self.smile_vol(inst, self._spot[under.con_id], 30 / 365)
+
     def quote(self, con_id: int) -> Quote:
         """Top of book now. KeyError for an unknown conId."""
         inst = self._instruments[con_id]
@@ -325,6 +347,11 @@ class SimMarket:
             raise ValueError("spread factor must be a finite number >= 1")
         self._spread_factor[self._known(symbol)] = factor
         self._option_cache.clear()
+        for con_id, spec in self._specs.items():
+            if spec.symbol == symbol.upper():
+                old = self._quotes[con_id]
+                self._quotes[con_id] = self._underlying_quote(
+                    con_id, old.last == old.ask, old.volume, old.last_size)
 
     def spread_factor(self, symbol: str) -> float:
         return self._spread_factor.get(symbol, 1.0)

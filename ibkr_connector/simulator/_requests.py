@@ -15,10 +15,17 @@ import attrs
 
 __all__ = [
     "KNOWN_REQUESTS",
+    "ContractDetailsRequest",
+    "ContractFields",
     "MarketDataRequest",
     "Out",
     "RequestFieldError",
+    "SecDefOptParamsRequest",
+    "TickByTickRequest",
+    "parse_req_contract_details",
     "parse_req_mkt_data",
+    "parse_req_sec_def_opt_params",
+    "parse_req_tick_by_tick",
     "request_id_of",
 ]
 
@@ -31,8 +38,13 @@ class Out(enum.IntEnum):
     PLACE_ORDER = 3
     CANCEL_ORDER = 4
     REQ_IDS = 8
+    REQ_CONTRACT_DATA = 9
     REQ_CURRENT_TIME = 49
+    REQ_MARKET_DATA_TYPE = 59
     START_API = 71
+    REQ_SEC_DEF_OPT_PARAMS = 78
+    REQ_TICK_BY_TICK_DATA = 97
+    CANCEL_TICK_BY_TICK_DATA = 98
     REQ_CURRENT_TIME_IN_MILLIS = 105
 
 
@@ -89,15 +101,62 @@ def request_id_of(msg_id: int, fields: tuple[str, ...], server_version: int) -> 
         return -1
 
 
+#: What clients send for "unset" numbers (see the protocol brief, section 1.2).
+_UNSET = frozenset(["", "2147483647", "9223372036854775807", "1.7976931348623157E308",
+                    "1.7976931348623157e+308"])
+
+
+@attrs.frozen
+class ContractFields:
+    """The contract part every market-data request carries, in ``EClient``'s order
+    (conId, symbol, secType, expiry, strike, right, multiplier, exchange, primaryExchange,
+    currency, localSymbol, tradingClass). Unset numbers read as 0."""
+
+    con_id: int = 0
+    symbol: str = ""
+    sec_type: str = ""
+    expiry: str = ""
+    strike: float = 0.0
+    right: str = ""
+    multiplier: str = ""
+    exchange: str = ""
+    primary_exchange: str = ""
+    currency: str = ""
+    local_symbol: str = ""
+    trading_class: str = ""
+
+
+def _contract(fields: tuple[str, ...], start: int) -> ContractFields:
+    if len(fields) < start + 12:
+        raise RequestFieldError("the contract's fields are incomplete")
+    (con_id, symbol, sec_type, expiry, strike, right, multiplier, exchange, primary,
+     currency, local_symbol, trading_class) = fields[start:start + 12]
+    try:
+        strike_value = 0.0 if strike in _UNSET else float(strike)
+        con_id_value = 0 if con_id in _UNSET else int(con_id)
+    except ValueError:
+        raise RequestFieldError(f"bad conId or strike: {con_id!r}, {strike!r}") from None
+    return ContractFields(con_id_value, symbol, sec_type, expiry, strike_value, right,
+                          "" if multiplier in _UNSET else multiplier, exchange, primary,
+                          currency, local_symbol, trading_class)
+
+
 @attrs.frozen
 class MarketDataRequest:
     """The parts of ``reqMktData`` the simulator uses."""
 
     req_id: int
-    symbol: str
-    sec_type: str
+    contract: ContractFields
     generic_ticks: str
     snapshot: bool
+
+    @property
+    def symbol(self) -> str:
+        return self.contract.symbol
+
+    @property
+    def sec_type(self) -> str:
+        return self.contract.sec_type
 
 
 def parse_req_mkt_data(fields: tuple[str, ...]) -> MarketDataRequest:
@@ -108,9 +167,9 @@ def parse_req_mkt_data(fields: tuple[str, ...]) -> MarketDataRequest:
     req_id = _int(fields, 1, "reqMktData ticker id")
     if len(fields) < 14:
         raise RequestFieldError("reqMktData is too short")
-    symbol, sec_type = fields[3], fields[4]
+    contract = _contract(fields, 2)
     index = 14
-    if sec_type == "BAG":
+    if contract.sec_type == "BAG":
         index += 1 + 4 * _int(fields, index, "combo leg count")
     if index >= len(fields):
         raise RequestFieldError("reqMktData is missing its delta-neutral flag")
@@ -120,5 +179,59 @@ def parse_req_mkt_data(fields: tuple[str, ...]) -> MarketDataRequest:
     snapshot = fields[index + 1]
     if snapshot not in ("0", "1"):
         raise RequestFieldError(f"reqMktData snapshot flag is not 0/1: {snapshot!r}")
-    return MarketDataRequest(req_id=req_id, symbol=symbol, sec_type=sec_type,
-                             generic_ticks=fields[index], snapshot=snapshot == "1")
+    return MarketDataRequest(req_id=req_id, contract=contract, generic_ticks=fields[index],
+                             snapshot=snapshot == "1")
+
+
+@attrs.frozen
+class ContractDetailsRequest:
+    req_id: int
+    contract: ContractFields
+    include_expired: bool
+
+
+def parse_req_contract_details(fields: tuple[str, ...]) -> ContractDetailsRequest:
+    """``REQ_CONTRACT_DATA`` (version 8): version, reqId, the contract, includeExpired,
+    secIdType, secId[, issuerId from 176]."""
+    req_id = _int(fields, 1, "reqContractDetails request id")
+    contract = _contract(fields, 2)
+    return ContractDetailsRequest(req_id, contract, fields[14:15] == ("1",))
+
+
+@attrs.frozen
+class SecDefOptParamsRequest:
+    req_id: int
+    symbol: str
+    fut_fop_exchange: str
+    sec_type: str
+    con_id: int
+
+
+def parse_req_sec_def_opt_params(fields: tuple[str, ...]) -> SecDefOptParamsRequest:
+    """``REQ_SEC_DEF_OPT_PARAMS`` (no version): reqId, underlyingSymbol, futFopExchange,
+    underlyingSecType, underlyingConId."""
+    req_id = _int(fields, 0, "reqSecDefOptParams request id")
+    if len(fields) < 5:
+        raise RequestFieldError("reqSecDefOptParams is too short")
+    con_id = 0 if fields[4] in _UNSET else _int(fields, 4, "underlying conId")
+    return SecDefOptParamsRequest(req_id, fields[1], fields[2], fields[3], con_id)
+
+
+@attrs.frozen
+class TickByTickRequest:
+    req_id: int
+    contract: ContractFields
+    kind: str  # "Last", "AllLast", "BidAsk" or "MidPoint"
+    number_of_ticks: int
+    ignore_size: bool
+
+
+def parse_req_tick_by_tick(fields: tuple[str, ...]) -> TickByTickRequest:
+    """``REQ_TICK_BY_TICK_DATA`` (no version): reqId, the contract, tickType,
+    numberOfTicks, ignoreSize."""
+    req_id = _int(fields, 0, "reqTickByTickData request id")
+    contract = _contract(fields, 1)
+    if len(fields) < 16:
+        raise RequestFieldError("reqTickByTickData is too short")
+    return TickByTickRequest(req_id, contract, fields[13],
+                             _int(fields, 14, "numberOfTicks"), fields[15] == "1")

@@ -25,6 +25,7 @@ from ibkr_connector.simulator import _messages as msg
 from ibkr_connector.simulator._config import SimulatorConfig
 from ibkr_connector.simulator._connection import ClientConnection
 from ibkr_connector.simulator._faults import MALFORMED_KINDS, malformed_frame, tick_flood
+from ibkr_connector.simulator._market import SimMarket
 from ibkr_connector.simulator._session import ClientSession, ReceivedMessage, SimulatorState
 
 __all__ = ["TwsSimulator", "open_simulator"]
@@ -91,6 +92,7 @@ class TwsSimulator:
         self._listening: _Listening | None = None
         self._outage: trio.CancelScope | None = None
         self._reply_delay = 0.0
+        nursery.start_soon(self._run_market)
         if self.host not in _LOOPBACK:
             logger.warning("simulator listening on non-loopback host %s", self.host)
 
@@ -125,6 +127,11 @@ class TwsSimulator:
 
     def reply_delay(self) -> float:
         return self._reply_delay
+
+    @property
+    def market(self) -> SimMarket:
+        """The simulated market every connection sees (instruments, quotes, faults)."""
+        return self._state.market
 
     # -- faults --------------------------------------------------------------------------------
 
@@ -168,6 +175,28 @@ class TwsSimulator:
             raise ValueError("reply delay must be a finite number >= 0")
         self._reply_delay = seconds
 
+    def stall_ticker(self, symbol: str, stalled: bool = True) -> None:
+        """Stop (or resume) streaming ``symbol`` and its options: lines stay open and
+        silent, as a stuck TWS ticker does. ValueError for a symbol the market lacks."""
+        self.market.stall(symbol, stalled)
+
+    def halt(self, symbol: str, halted: bool = True) -> None:
+        """Halt (or resume) ``symbol`` and its options: prices freeze, and subscribers get
+        the halted tick (49) as 1, then 0 on resume."""
+        self.market.halt(symbol, halted)
+
+    def widen_spreads(self, symbol: str, factor: float) -> None:
+        """Quote ``symbol`` and its options ``factor`` times wider (1 restores)."""
+        self.market.set_spread_factor(symbol, factor)
+
+    async def data_farm_outage(self, down: bool = True) -> None:
+        """A market-data farm outage: every client gets 2103 and no ticks flow until it
+        ends (``down=False``), when they get 2104 and every line catches up at once."""
+        if self.market.farm_down == down:
+            return
+        self.market.farm_down = down
+        await self.send_error(2103 if down else 2104)
+
     async def send_malformed(self, *, client_id: int | None = None,
                              kind: str = "bad_msg_id") -> None:
         """Write one malformed frame (kinds: ``MALFORMED_KINDS``) to one client or all."""
@@ -208,6 +237,19 @@ class TwsSimulator:
         if client_id is not None:
             return self._targets(client_id)
         return [c for c in self._targets(None) if req_id in c.session.subscriptions]
+
+    async def _run_market(self) -> None:
+        """Walk the market on its grid and stream what changed to every client."""
+        interval = self.config.market_tick_interval
+        next_tick = trio.current_time()
+        while True:
+            next_tick = max(next_tick + interval, trio.current_time())
+            await trio.sleep_until(next_tick)
+            self.market.advance(trio.current_time())
+            for connection in list(self._connections):
+                if connection.session.registered:
+                    for action in connection.session.market_updates():
+                        await connection.send(action.data)
 
     def _notify(self) -> None:
         self._changed.set()

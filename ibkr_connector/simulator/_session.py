@@ -37,12 +37,13 @@ from ibkr_connector.simulator._codec import (
     StartApi,
 )
 from ibkr_connector.simulator._config import MIN_SERVER_VERSION, SimulatorConfig
+from ibkr_connector.simulator._market import SimMarket
+from ibkr_connector.simulator._market_data import MarketDataSession
 from ibkr_connector.simulator._pacing import SlidingWindow, max_in_window
 from ibkr_connector.simulator._requests import (
     KNOWN_REQUESTS,
     Out,
     RequestFieldError,
-    parse_req_mkt_data,
     request_id_of,
 )
 
@@ -98,6 +99,8 @@ class SimulatorState:
         self._start = now
         self._wall_start = config.start_time if config.start_time is not None else wall_clock
         self._next_order_id: dict[int, int] = {}
+        self.market = SimMarket(seed=config.seed, start=now, wall_start=self._wall_start,
+                                tick_interval=config.market_tick_interval)
 
     def wall_time(self, now: float) -> float:
         """Simulated Unix time: the configured start plus elapsed Trio time."""
@@ -144,6 +147,7 @@ class ClientSession:
         self.paced = False
         self.subscriptions: set[int] = set()
         self.window = SlidingWindow(config.max_messages_per_second, 1.0)
+        self.market_data = MarketDataSession(state.market, config, self, self.subscriptions)
 
     @property
     def server_version(self) -> int:
@@ -191,7 +195,7 @@ class ClientSession:
             if self.state.sessions.get(self.client_id) is self:
                 del self.state.sessions[self.client_id]
         self.registered = False
-        self.subscriptions.clear()
+        self.market_data.close()
 
     # -- answers ---------------------------------------------------------------------------------
 
@@ -276,27 +280,26 @@ class ClientSession:
         req_id = request_id_of(Out.CANCEL_MKT_DATA, fields, self.server_version)
         if req_id < 0:
             raise RequestFieldError("cancelMktData ticker id missing or not an integer")
-        if req_id in self.subscriptions:
-            self.subscriptions.discard(req_id)
-            return []
-        return [Send(self.error(req_id, 300, f"{msg.DEFAULT_ERROR_TEXT[300]}{req_id}", now))]
+        return [Send(data) for data in self.market_data.cancel_mkt_data(req_id, now)]
 
-    def _req_mkt_data(self, fields: tuple[str, ...], now: float) -> list[Action]:
-        request = parse_req_mkt_data(fields)
-        req_id = request.req_id
-        if req_id in self.subscriptions:
-            return [Send(self.error(req_id, 322, msg.DEFAULT_ERROR_TEXT[322], now))]
-        if not request.snapshot:
-            if len(self.subscriptions) >= self.state.config.max_market_data_lines:
-                return [Send(self.error(req_id, 101, msg.DEFAULT_ERROR_TEXT[101], now))]
-            self.subscriptions.add(req_id)
-        sends = [msg.tick_req_params(req_id, 0.01, "9c0001", 3)]
-        if request.snapshot:
-            sends.append(msg.tick_snapshot_end(req_id))
-        return [Send(data) for data in sends]
+    def market_updates(self) -> list[Send]:
+        """The ticks that changed on this connection's lines and streams (pushed data,
+        not replies: no reply delay)."""
+        return [Send(data, reply=False) for data in self.market_data.updates()]
+
 
 
 Handler = Callable[[ClientSession, tuple[str, ...], float], list[Action]]
+
+
+def _market_data(
+    method: Callable[[MarketDataSession, tuple[str, ...], float], list[bytes]],
+) -> Handler:
+    """A handler answering with the frames of a ``MarketDataSession`` method."""
+    def handle(session: ClientSession, fields: tuple[str, ...], now: float) -> list[Action]:
+        return [Send(data) for data in method(session.market_data, fields, now)]
+    return handle
+
 
 #: The requests the session answers: message id -> handler(session, fields, now). A request
 #: not listed here is recorded and left unanswered (or refused with 320 if unknown).
@@ -305,6 +308,11 @@ HANDLERS: dict[int, Handler] = {
     Out.REQ_CURRENT_TIME_IN_MILLIS: ClientSession._current_time_in_millis,
     Out.REQ_IDS: ClientSession._req_ids,
     Out.PLACE_ORDER: ClientSession._place_order,
-    Out.REQ_MKT_DATA: ClientSession._req_mkt_data,
     Out.CANCEL_MKT_DATA: ClientSession._cancel_mkt_data,
+    Out.REQ_MKT_DATA: _market_data(MarketDataSession.req_mkt_data),
+    Out.REQ_MARKET_DATA_TYPE: _market_data(MarketDataSession.req_market_data_type),
+    Out.REQ_CONTRACT_DATA: _market_data(MarketDataSession.req_contract_details),
+    Out.REQ_SEC_DEF_OPT_PARAMS: _market_data(MarketDataSession.req_sec_def_opt_params),
+    Out.REQ_TICK_BY_TICK_DATA: _market_data(MarketDataSession.req_tick_by_tick),
+    Out.CANCEL_TICK_BY_TICK_DATA: _market_data(MarketDataSession.cancel_tick_by_tick),
 }

@@ -166,6 +166,7 @@ def test_each_malformed_kind_is_rejected_by_ibapi(kind: str, reading: str) -> No
 
 async def test_ticks_are_pushed_to_subscribers_only(ib_client: ClientFactory) -> None:
     async with open_simulator() as sim:
+        sim.stall_ticker("SPY")  # only the pushed ticks, not the market's own
         client = ib_client()
         await client.connect(sim.port, 1)
         await client.call(client.client.reqMktData, 7, spy(), "", False, False, [])
@@ -183,6 +184,7 @@ async def test_ticks_are_pushed_to_subscribers_only(ib_client: ClientFactory) ->
 
 async def test_flood_writes_every_tick_in_order() -> None:
     async with open_simulator() as sim:
+        sim.stall_ticker("SPY")  # only the flood, not the market's own ticks
         client = await RawClient.connected(sim.port, 1)
         await client.read_until(9)
         await client.send(1, 11, 5, 0, "SPY", "STK", "", "", "", "", "SMART", "", "USD", "", "",

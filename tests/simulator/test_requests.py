@@ -16,7 +16,6 @@ from ibapi.wrapper import EWrapper
 
 from ibkr_connector.simulator._requests import (
     KNOWN_REQUESTS,
-    MarketDataRequest,
     parse_req_mkt_data,
     request_id_of,
 )
@@ -150,6 +149,6 @@ def test_req_mkt_data_is_parsed_as_eclient_writes_it(version: int, contract: Con
     msg_id, fields = encode(version, lambda c: c.reqMktData(RID, contract, ticks, snapshot,
                                                               False, []))
     assert msg_id == 1
-    assert parse_req_mkt_data(fields) == MarketDataRequest(
-        req_id=RID, symbol="SPY", sec_type=contract.secType, generic_ticks=ticks,
-        snapshot=snapshot)
+    request = parse_req_mkt_data(fields)
+    assert (request.req_id, request.symbol, request.sec_type, request.generic_ticks,
+            request.snapshot) == (RID, "SPY", contract.secType, ticks, snapshot)
