@@ -21,7 +21,9 @@ import attrs
 import trio
 from ibapi.contract import Contract
 
-__all__ = ["Greeks", "MarketDataKind", "Ticker", "TickerState"]
+from .protocol import events as ev
+
+__all__ = ["Greeks", "MarketDataKind", "Ticker", "TickerState", "apply_tick"]
 
 
 class MarketDataKind(enum.IntEnum):
@@ -152,3 +154,81 @@ class Ticker:
 
     def _set_price(self, field: str, value: float | None) -> None:
         setattr(self, field, _price(value))
+
+
+# --- applying TWS's ticks (the writer's side) -------------------------------------------
+
+# tick type -> (field, delayed?) for prices and sizes; delayed ids mirror the live ones.
+_PRICE_FIELDS = {1: "bid", 2: "ask", 4: "last", 6: "high", 7: "low", 9: "close", 14: "open",
+                 66: "bid", 67: "ask", 68: "last", 72: "high", 73: "low", 75: "close",
+                 76: "open"}
+_SIZE_FIELDS = {0: "bid_size", 3: "ask_size", 5: "last_size", 8: "volume",
+                69: "bid_size", 70: "ask_size", 71: "last_size", 74: "volume"}
+# TICK_PRICE carries the size of its own side (ibapi then calls tickSize with it).
+_SIZE_OF_PRICE = {1: "bid_size", 2: "ask_size", 4: "last_size",
+                  66: "bid_size", 67: "ask_size", 68: "last_size"}
+_OPTION_SIZES = {27: ("open_interest", "call"), 28: ("open_interest", "put"),
+                 29: ("option_volume", "call"), 30: ("option_volume", "put")}
+_HISTORICAL_VOL, _IMPLIED_VOL, _HALTED = 23, 24, 49
+
+
+def apply_tick(ticker: Ticker, event: object, now: float) -> bool:
+    """Apply one market-data event to ``ticker``; True if it changed anything.
+
+    Sans-IO and cheap (one dict lookup per tick): the market-data actor calls it for every
+    tick of a line. ``event`` is any of the protocol's tick events; others are ignored.
+    """
+    kind = type(event)
+    if kind is ev.TickPrice:
+        assert isinstance(event, ev.TickPrice)
+        field = _PRICE_FIELDS.get(event.tick_type)
+        if field is None:
+            return False
+        setattr(ticker, field, _price(event.price))
+        size = getattr(event, "size", None)
+        size_field = _SIZE_OF_PRICE.get(event.tick_type)
+        if size is not None and size_field is not None:
+            setattr(ticker, size_field, size)
+    elif kind is ev.TickSize:
+        assert isinstance(event, ev.TickSize)
+        field = _SIZE_FIELDS.get(event.tick_type)
+        if field is not None:
+            setattr(ticker, field, event.size)
+        elif event.tick_type in _OPTION_SIZES:
+            table, side = _OPTION_SIZES[event.tick_type]
+            getattr(ticker, table)[side] = event.size
+        else:
+            return False
+    elif kind is ev.TickOptionComputation:
+        assert isinstance(event, ev.TickOptionComputation)
+        source = GREEKS_SOURCES.get(event.tick_type)
+        if source is None:
+            return False
+        ticker.greeks[source] = Greeks(
+            implied_vol=event.implied_vol, delta=event.delta, gamma=event.gamma,
+            vega=event.vega, theta=event.theta, option_price=event.option_price,
+            pv_dividend=event.pv_dividend, underlying_price=event.underlying_price)
+        if source == "model" and event.implied_vol is not None:
+            ticker.implied_vol = event.implied_vol
+    elif kind is ev.TickGeneric:
+        assert isinstance(event, ev.TickGeneric)
+        if event.tick_type == _IMPLIED_VOL and ticker.contract.secType != "OPT":
+            ticker.implied_vol = event.value
+        elif event.tick_type == _HISTORICAL_VOL:
+            ticker.historical_vol = event.value
+        elif event.tick_type == _HALTED:
+            ticker.halted = event.value not in (0.0, -1.0)
+        else:
+            return False
+    elif kind is ev.MarketDataType:
+        assert isinstance(event, ev.MarketDataType)
+        try:
+            ticker.market_data_kind = MarketDataKind(event.market_data_type)
+        except ValueError:
+            return False
+    else:
+        return False
+    if ticker.state in (TickerState.PENDING, TickerState.STALE):
+        ticker.state = TickerState.STREAMING
+    ticker._touch(now)
+    return True

@@ -77,3 +77,12 @@ def test_a_slot_taken_while_the_link_is_down_is_asked_for_on_restore() -> None:
     _, wants = lines.acquire("A", "a", link_up=False)
     assert wants == [] and lines.in_use == 1
     assert [w.line.key for w in lines.restore()] == ["A"]
+
+
+def test_one_forgotten_line_is_asked_for_again_alone() -> None:
+    lines = book(2)
+    first = lines.acquire("A", "a")[1][0].req_id
+    lines.acquire("B", "b")
+    lines.forget_line("A")
+    assert lines.by_req_id(first) is None
+    assert [w.line.key for w in lines.restore()] == ["A"]

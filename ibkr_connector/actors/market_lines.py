@@ -157,6 +157,14 @@ class LineBook(Generic[T]):
             line.req_id = None
         self._by_req.clear()
 
+    def forget_line(self, key: Hashable) -> None:
+        """TWS no longer has this one line (or never got it): it keeps its slot and is
+        asked for again, under a new id, by the next `restore`."""
+        line = self._lines.get(key)
+        if line is not None and line.req_id is not None:
+            del self._by_req[line.req_id]
+            line.req_id = None
+
     def restore(self) -> list[Want[T]]:
         """Ask again for every line that holds a slot and is not asked for (new ids)."""
         self._promote(link_up=False)  # fill slots freed while the link was down

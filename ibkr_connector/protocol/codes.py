@@ -102,6 +102,9 @@ class Strategy(enum.Enum):
     RESYNC_ORDER_IDS = "resync_order_ids"
     # The subscription is dead: mark it failed and tell its subscribers.
     MARK_SUBSCRIPTION_FAILED = "mark_subscription_failed"
+    # No live permission, delayed data on offer (354, 10089): the market-data actor switches
+    # the session to delayed and asks again if the configuration allows, else marks failed.
+    TRY_DELAYED = "try_delayed"
     # The subscription lives but delivers less (delayed or partial): flag it to subscribers.
     MARK_SUBSCRIPTION_DEGRADED = "mark_subscription_degraded"
     # TWS stopped this subscription: request it again (once its data farm is back).
@@ -278,11 +281,11 @@ TABLE: tuple[CodeInfo, ...] = (
          "Market depth data has been halted; re-subscribe"),
         (317, _C.MARKET_DATA, _S.CLEAR_DEPTH_BOOK, _NOTE, INFO,
          "Market depth data has been reset; empty the book before new entries"),
-        (354, _C.MARKET_DATA, _S.MARK_SUBSCRIPTION_FAILED, _ERR, ERROR,
+        (354, _C.MARKET_DATA, _S.TRY_DELAYED, _ERR, ERROR,
          "Requested market data is not subscribed (no live data permission)"),
         (420, _C.MARKET_DATA, _S.FAIL_REQUEST, _ERR, ERROR,
          "Invalid real-time query (pacing violation or missing permissions)"),
-        (10089, _C.MARKET_DATA, _S.MARK_SUBSCRIPTION_FAILED, _ERR, ERROR,
+        (10089, _C.MARKET_DATA, _S.TRY_DELAYED, _ERR, ERROR,
          "Requested market data requires an additional subscription for API use"),
         (10090, _C.MARKET_DATA, _S.MARK_SUBSCRIPTION_DEGRADED, _NOTE, WARNING,
          "Part of the requested market data is not subscribed; other ticks still flow"),
