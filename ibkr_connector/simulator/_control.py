@@ -9,6 +9,9 @@ inject faults into a running simulator. One request per line, one JSON answer pe
     {"command": "delay", "seconds": 0.5}
     {"command": "malformed", "kind": "bad_msg_id", "client_id": null}
     {"command": "status"}                            -> {"ok": true, "port": 7497, ...}
+    {"command": "market", "action": "widen", "symbol": "SPY", "factor": 3}
+        actions: stall/resume SYMBOL (ticks stop), halt/unhalt SYMBOL, widen SYMBOL
+        FACTOR (1 restores), farm_down/farm_up (2103, then 2104)
 
 A bad request is answered ``{"ok": false, "error": "..."}``; the connection stays open.
 Parsing is sans-IO (``parse_command``); ``serve_control`` is the Trio side and
@@ -41,7 +44,9 @@ __all__ = [
     "ControlError",
     "Delay",
     "Drop",
+    "MARKET_ACTIONS",
     "Malformed",
+    "MarketFault",
     "Refuse",
     "SendError",
     "Status",
@@ -97,10 +102,24 @@ class Status:
     pass
 
 
-Command = Drop | Refuse | SendError | Delay | Malformed | Status
+MARKET_ACTIONS: tuple[str, ...] = ("stall", "resume", "halt", "unhalt", "widen", "farm_down",
+                                   "farm_up")
+
+
+@attrs.frozen
+class MarketFault:
+    """A fault in the simulated market: see ``MARKET_ACTIONS`` and the module docstring."""
+
+    action: str
+    symbol: str = ""
+    factor: float = 1.0
+
+
+Command = Drop | Refuse | SendError | Delay | Malformed | Status | MarketFault
 
 _NAMES: dict[type[Any], str] = {Drop: "drop", Refuse: "refuse", SendError: "error",
-                                Delay: "delay", Malformed: "malformed", Status: "status"}
+                                Delay: "delay", Malformed: "malformed", Status: "status",
+                                MarketFault: "market"}
 
 
 def _integer(request: Mapping[str, Any], key: str, default: int | None) -> int | None:
@@ -140,6 +159,8 @@ def parse_command(line: bytes | str) -> Command:
         return Delay(_seconds(request))
     if name == "status":
         return Status()
+    if name == "market":
+        return _market_fault(request)
     client_id = _integer(request, "client_id", None)
     if name == "error":
         code = _integer(request, "code", None)
@@ -156,6 +177,30 @@ def parse_command(line: bytes | str) -> Command:
             raise ControlError(f"'kind' must be one of {', '.join(MALFORMED_KINDS)}")
         return Malformed(kind, client_id)
     raise ControlError(f"unknown command {name!r}; known: {', '.join(_NAMES.values())}")
+
+
+def _market_fault(request: Mapping[str, Any]) -> MarketFault:
+    action, symbol = request.get("action"), request.get("symbol", "")
+    if action not in MARKET_ACTIONS:
+        raise ControlError(f"'action' must be one of {', '.join(MARKET_ACTIONS)}")
+    if not isinstance(symbol, str) or (not symbol and not action.startswith("farm")):
+        raise ControlError(f"{action!r} needs a 'symbol'")
+    factor = request.get("factor", 1.0)
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not (
+            math.isfinite(factor) and factor >= 1):
+        raise ControlError("'factor' must be a finite number >= 1")
+    return MarketFault(action, symbol, float(factor))
+
+
+async def _apply_market_fault(sim: TwsSimulator, fault: MarketFault) -> None:
+    if fault.action in ("farm_down", "farm_up"):
+        await sim.data_farm_outage(fault.action == "farm_down")
+    elif fault.action in ("stall", "resume"):
+        sim.stall_ticker(fault.symbol, fault.action == "stall")
+    elif fault.action in ("halt", "unhalt"):
+        sim.halt(fault.symbol, fault.action == "halt")
+    else:
+        sim.widen_spreads(fault.symbol, fault.factor)
 
 
 def encode_command(command: Command) -> bytes:
@@ -178,11 +223,15 @@ async def execute(sim: TwsSimulator, command: Command) -> dict[str, Any]:
             sim.set_reply_delay(command.seconds)
         elif isinstance(command, Malformed):
             await sim.send_malformed(client_id=command.client_id, kind=command.kind)
+        elif isinstance(command, MarketFault):
+            await _apply_market_fault(sim, command)
     except (LookupError, ValueError) as exc:
         return {"ok": False, "error": str(exc).strip("'\"")}
     return {"ok": True, "host": sim.host, "port": sim.port, "listening": sim.listening,
             "clients": sorted(sim.connected_client_ids()), "received": len(sim.received),
-            "reply_delay": sim.reply_delay(), "server_version": sim.config.server_version}
+            "reply_delay": sim.reply_delay(), "server_version": sim.config.server_version,
+            "market": {"halted": sorted(sim.market.halted), "stalled": sorted(sim.market.stalled),
+                       "farm_down": sim.market.farm_down}}
 
 
 def default_control_path() -> str:

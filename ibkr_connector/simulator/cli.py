@@ -19,11 +19,13 @@ import trio
 
 from ibkr_connector.simulator._config import DEFAULT_SERVER_VERSION, SimulatorConfig
 from ibkr_connector.simulator._control import (
+    MARKET_ACTIONS,
     Command,
     ControlError,
     Delay,
     Drop,
     Malformed,
+    MarketFault,
     Refuse,
     SendError,
     Status,
@@ -53,6 +55,12 @@ def add_sim_commands(subparsers: _SubParsers) -> None:
                      help="managed account code (repeatable; default DU1234567)")
     sim.add_argument("--control", default=None, metavar="PATH",
                      help=f"fault control socket (default {default_control_path()})")
+    sim.add_argument("--tick-interval", type=float, default=0.25, metavar="SECONDS",
+                     help="seconds between steps of the simulated market (default 0.25)")
+    sim.add_argument("--max-lines", type=int, default=100, metavar="N",
+                     help="market-data lines per client before error 101 (default 100)")
+    sim.add_argument("--unsubscribed", action="append", default=[], metavar="SYMBOL",
+                     help="no live data for SYMBOL: 354, or 10167 + delayed (repeatable)")
     sim.set_defaults(func=run_sim)
 
     fault = subparsers.add_parser("fault", help="inject a fault into a running simulator",
@@ -75,6 +83,12 @@ def add_sim_commands(subparsers: _SubParsers) -> None:
     malformed.add_argument("--kind", choices=MALFORMED_KINDS, default="bad_msg_id")
     malformed.add_argument("--client-id", type=int, default=None)
     kinds.add_parser("status", help="show the simulator's port and clients")
+    market = kinds.add_parser("market", help="a market fault: stall/resume, halt/unhalt, "
+                              "widen a symbol; farm_down/farm_up (2103/2104)")
+    market.add_argument("action", choices=MARKET_ACTIONS)
+    market.add_argument("symbol", nargs="?", default="", help="SPY, QQQ, AAPL or SPX")
+    market.add_argument("--factor", type=float, default=1.0,
+                        help="spread multiple for widen (1 restores)")
     fault.set_defaults(func=run_fault)
 
 
@@ -89,7 +103,9 @@ def run_sim(args: argparse.Namespace) -> int:
         accounts: tuple[str, ...] = tuple(args.accounts) if args.accounts else ("DU1234567",)
         config = SimulatorConfig(host=args.host, port=args.port,
                                  server_version=args.server_version, seed=args.seed,
-                                 accounts=accounts)
+                                 accounts=accounts, market_tick_interval=args.tick_interval,
+                                 max_market_data_lines=args.max_lines,
+                                 unsubscribed_symbols=args.unsubscribed)
     except (ValueError, TypeError) as exc:
         return _fail(str(exc), 2)
     control = args.control or default_control_path()
@@ -143,6 +159,8 @@ def _command(args: argparse.Namespace) -> Command:
         return Delay(args.seconds)
     if args.fault == "malformed":
         return Malformed(args.kind, args.client_id)
+    if args.fault == "market":
+        return MarketFault(args.action, args.symbol, args.factor)
     return Status()
 
 
