@@ -98,3 +98,8 @@ class SimulatorConfig:
     #: Real TWS has no real-time tick-by-tick for options (10189); True allows it.
     tick_by_tick_options: bool = False
     start_time: float | None = None
+    # -- the order engine (see ``_orders``) --
+    #: Cash each account starts with.
+    initial_cash: float = attrs.field(default=1_000_000.0, validator=attrs.validators.gt(0))
+    #: Fill at most this many units per fill step (0: fill the whole order at once).
+    partial_fill_quantity: int = attrs.field(default=0, validator=attrs.validators.ge(0))

@@ -26,6 +26,7 @@ from ibkr_connector.simulator._config import SimulatorConfig
 from ibkr_connector.simulator._connection import ClientConnection
 from ibkr_connector.simulator._faults import MALFORMED_KINDS, malformed_frame, tick_flood
 from ibkr_connector.simulator._market import SimMarket
+from ibkr_connector.simulator._orders import DEFAULT_REJECT_REASON, OrderEngine
 from ibkr_connector.simulator._session import ClientSession, ReceivedMessage, SimulatorState
 
 __all__ = ["TwsSimulator", "open_simulator"]
@@ -93,6 +94,9 @@ class TwsSimulator:
         self._outage: trio.CancelScope | None = None
         self._reply_delay = 0.0
         nursery.start_soon(self._run_market)
+        self._orders_changed = trio.Event()
+        self._state.orders.on_change = self._orders_changed.set
+        nursery.start_soon(self._run_orders)
         if self.host not in _LOOPBACK:
             logger.warning("simulator listening on non-loopback host %s", self.host)
 
@@ -127,6 +131,11 @@ class TwsSimulator:
 
     def reply_delay(self) -> float:
         return self._reply_delay
+
+    @property
+    def orders(self) -> OrderEngine:
+        """IB's side of the orders: every order, execution and position (observation)."""
+        return self._state.orders.engine
 
     @property
     def market(self) -> SimMarket:
@@ -174,6 +183,23 @@ class TwsSimulator:
         if seconds < 0 or not math.isfinite(seconds):
             raise ValueError("reply delay must be a finite number >= 0")
         self._reply_delay = seconds
+
+    def drop_next_order_ack(self) -> None:
+        """The next ``placeOrder`` reaches IB (the order exists and may fill) but the
+        connection drops before its acknowledgement is written: delivery unknown."""
+        self._state.orders.drop_next_ack = True
+
+    def set_order_ack_delay(self, seconds: float) -> None:
+        """Hold back the answers to ``placeOrder`` and ``cancelOrder`` (acks, statuses,
+        immediate fills) by ``seconds``; 0 clears."""
+        if seconds < 0 or not math.isfinite(seconds):
+            raise ValueError("ack delay must be a finite number >= 0")
+        self._state.orders.ack_delay = seconds
+
+    def reject_next_order(self, reason: str = DEFAULT_REJECT_REASON) -> None:
+        """Reject the next new order: 201 "Order rejected - reason:<reason>", then
+        ``Inactive``."""
+        self._state.orders.engine.reject_next = reason
 
     def stall_ticker(self, symbol: str, stalled: bool = True) -> None:
         """Stop (or resume) streaming ``symbol`` and its options: lines stay open and
@@ -250,6 +276,25 @@ class TwsSimulator:
                 if connection.session.registered:
                     for action in connection.session.market_updates():
                         await connection.send(action.data)
+
+    async def _run_orders(self) -> None:
+        """Fill working orders as the market moves and deliver what the order desk posted
+        (other clients' updates, delayed acks). Sleeps while there is nothing to do."""
+        desk = self._state.orders
+        while True:
+            now = trio.current_time()
+            desk.tick(now)
+            for notice in desk.due(now):
+                session = self._state.sessions.get(notice.client_id)
+                connection = next((c for c in self._connections if c.session is session), None)
+                if session is not None and connection is not None:
+                    await connection.send(desk.encode(notice.message, session.server_version,
+                                                      now))
+            wake = desk.next_wakeup(trio.current_time())
+            self._orders_changed = trio.Event()
+            desk.on_change = self._orders_changed.set
+            with trio.move_on_at(math.inf if wake is None else wake):
+                await self._orders_changed.wait()
 
     def _notify(self) -> None:
         self._changed.set()

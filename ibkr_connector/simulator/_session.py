@@ -39,6 +39,7 @@ from ibkr_connector.simulator._codec import (
 from ibkr_connector.simulator._config import MIN_SERVER_VERSION, SimulatorConfig
 from ibkr_connector.simulator._market import SimMarket
 from ibkr_connector.simulator._market_data import MarketDataSession
+from ibkr_connector.simulator._order_desk import ORDER_REQUESTS, OrderDesk
 from ibkr_connector.simulator._pacing import SlidingWindow, max_in_window
 from ibkr_connector.simulator._requests import (
     KNOWN_REQUESTS,
@@ -98,9 +99,10 @@ class SimulatorState:
         self.rng = random.Random(config.seed)
         self._start = now
         self._wall_start = config.start_time if config.start_time is not None else wall_clock
-        self._next_order_id: dict[int, int] = {}
         self.market = SimMarket(seed=config.seed, start=now, wall_start=self._wall_start,
                                 tick_interval=config.market_tick_interval)
+        #: Orders, executions, positions and order ids: IB's side, shared by connections.
+        self.orders = OrderDesk.for_config(config, self.market, self.wall_time)
 
     def wall_time(self, now: float) -> float:
         """Simulated Unix time: the configured start plus elapsed Trio time."""
@@ -114,11 +116,7 @@ class SimulatorState:
         return stamp.strftime("%Y%m%d %H:%M:%S UTC")
 
     def next_order_id(self, client_id: int) -> int:
-        return self._next_order_id.get(client_id, self.config.first_order_id)
-
-    def order_id_used(self, client_id: int, order_id: int) -> None:
-        if order_id >= self.next_order_id(client_id):
-            self._next_order_id[client_id] = order_id + 1
+        return self.orders.engine.next_order_id(client_id)
 
     def live_subscriptions(self, client_id: int | None = None) -> frozenset[int]:
         if client_id is not None:
@@ -194,6 +192,7 @@ class ClientSession:
         if self.registered and self.client_id is not None:
             if self.state.sessions.get(self.client_id) is self:
                 del self.state.sessions[self.client_id]
+                self.state.orders.disconnected(self.client_id)
         self.registered = False
         self.market_data.close()
 
@@ -226,6 +225,7 @@ class ClientSession:
             msg.managed_accounts(self.state.config.accounts),
             msg.next_valid_id(self.state.next_order_id(event.client_id)),
             *(self.error(-1, code, text, now) for code, text in msg.FARM_NOTICES),
+            *self.state.orders.connected(event.client_id, self.server_version, now),
         ]
         return [Send(data) for data in sends]
 
@@ -269,13 +269,6 @@ class ClientSession:
     def _req_ids(self, fields: tuple[str, ...], now: float) -> list[Action]:
         return [Send(msg.next_valid_id(self.state.next_order_id(self._client_id)))]
 
-    def _place_order(self, fields: tuple[str, ...], now: float) -> list[Action]:
-        order_id = request_id_of(Out.PLACE_ORDER, fields, self.server_version)
-        if order_id < 0:
-            raise RequestFieldError("placeOrder order id missing or not an integer")
-        self.state.order_id_used(self._client_id, order_id)
-        return []
-
     def _cancel_mkt_data(self, fields: tuple[str, ...], now: float) -> list[Action]:
         req_id = request_id_of(Out.CANCEL_MKT_DATA, fields, self.server_version)
         if req_id < 0:
@@ -286,7 +279,6 @@ class ClientSession:
         """The ticks that changed on this connection's lines and streams (pushed data,
         not replies: no reply delay)."""
         return [Send(data, reply=False) for data in self.market_data.updates()]
-
 
 
 Handler = Callable[[ClientSession, tuple[str, ...], float], list[Action]]
@@ -301,13 +293,22 @@ def _market_data(
     return handle
 
 
+def _orders(msg_id: int) -> Handler:
+    """A handler answering through the simulated TWS's shared order desk."""
+    def handle(session: ClientSession, fields: tuple[str, ...], now: float) -> list[Action]:
+        reply = session.state.orders.handle(msg_id, fields, session._client_id,
+                                            session.server_version, now)
+        actions: list[Action] = [Send(data) for data in reply.frames]
+        return actions + ([Close(reply.close)] if reply.close else [])
+    return handle
+
+
 #: The requests the session answers: message id -> handler(session, fields, now). A request
 #: not listed here is recorded and left unanswered (or refused with 320 if unknown).
 HANDLERS: dict[int, Handler] = {
     Out.REQ_CURRENT_TIME: ClientSession._current_time,
     Out.REQ_CURRENT_TIME_IN_MILLIS: ClientSession._current_time_in_millis,
     Out.REQ_IDS: ClientSession._req_ids,
-    Out.PLACE_ORDER: ClientSession._place_order,
     Out.CANCEL_MKT_DATA: ClientSession._cancel_mkt_data,
     Out.REQ_MKT_DATA: _market_data(MarketDataSession.req_mkt_data),
     Out.REQ_MARKET_DATA_TYPE: _market_data(MarketDataSession.req_market_data_type),
@@ -315,4 +316,5 @@ HANDLERS: dict[int, Handler] = {
     Out.REQ_SEC_DEF_OPT_PARAMS: _market_data(MarketDataSession.req_sec_def_opt_params),
     Out.REQ_TICK_BY_TICK_DATA: _market_data(MarketDataSession.req_tick_by_tick),
     Out.CANCEL_TICK_BY_TICK_DATA: _market_data(MarketDataSession.cancel_tick_by_tick),
+    **{msg_id: _orders(msg_id) for msg_id in ORDER_REQUESTS},
 }
