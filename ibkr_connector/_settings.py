@@ -25,7 +25,7 @@ import attrs
 from ._errors import IBKRError
 
 __all__ = [
-    "AT_LEAST_ONE", "CLIENT_ID", "FLOAT", "FRACTION", "INT", "LOG_LEVEL", "LOG_LEVEL_NAME",
+    "AT_LEAST_ONE", "BOOL", "CLIENT_ID", "FLOAT", "FRACTION", "INT", "LOG_LEVEL", "LOG_LEVEL_NAME",
     "NON_NEGATIVE", "NOT_BLANK", "PATH", "PORT", "POSITIVE", "TEXT", "TIMEZONE",
     "TIME_OF_DAY", "UNDER_A_DAY", "WALL_CLOCK", "Check", "ConfigError", "Invalid", "Kind",
     "SettingInfo", "bind_settings", "section", "sections_of", "setting", "walk_settings",
@@ -118,6 +118,25 @@ def _to_time(value: object) -> datetime.time:
     raise Invalid(f"must be a time of day such as '23:55', got {value!r}")
 
 
+def _to_bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid(f"must be true or false, got {value!r}")
+    return value
+
+
+_TRUE_TEXT = ("1", "true", "yes", "on")
+_FALSE_TEXT = ("0", "false", "no", "off")
+
+
+def _parse_bool(text: str) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE_TEXT:
+        return True
+    if word in _FALSE_TEXT:
+        return False
+    raise Invalid(f"must be one of {', '.join(_TRUE_TEXT + _FALSE_TEXT)}, got {text!r}")
+
+
 INT: Final = Kind("an integer", _to_int, functools.partial(_parse_number, int, "an integer"),
                   refuses=(7497.5, True, "7497"), refuses_text=("abc", "7497.5", ""))
 FLOAT: Final = Kind("a number", _to_float, functools.partial(_parse_number, float, "a number"),
@@ -127,6 +146,8 @@ TEXT: Final = Kind("a string", _to_text, str, refuses=(123, True))
 LOG_LEVEL_NAME: Final = Kind("a log level", _to_level, str, refuses=(10, True))
 PATH: Final = Kind("a path", _to_path, str, refuses=(5, True, "", "  "),
                    refuses_text=("", "  "))
+BOOL: Final = Kind("true or false", _to_bool, _parse_bool, refuses=(1, 0, "true", None),
+                   refuses_text=("maybe", "", "2"))
 TIME_OF_DAY: Final = Kind("a time of day", _to_time, str, refuses=(5, "25:00", "noon"),
                           refuses_text=("25:00", "noon"))
 

@@ -51,6 +51,7 @@ import attrs
 
 from ._settings import (
     AT_LEAST_ONE,
+    BOOL,
     CLIENT_ID,
     FLOAT,
     FRACTION,
@@ -133,6 +134,31 @@ class WatchdogConfig:
 
 
 @attrs.frozen(kw_only=True, field_transformer=bind_settings)
+class MarketDataConfig:
+    """Market-data lines, caching and health ([ibkr.market_data] in TOML)."""
+
+    # TWS gives 100 lines by default (more with quote boosters) and answers 101 past them;
+    # the runtime keeps this budget itself so that 101 is never reached.
+    max_market_data_lines: int = setting(100, INT, AT_LEAST_ONE, example=50,
+                                         help="market-data lines the runtime may hold")
+    # TWS allows tick-by-tick streams up to 5 % of the lines (10190 past it).
+    max_tick_by_tick_streams: int = setting(5, INT, AT_LEAST_ONE, example=3,
+                                            help="tick-by-tick streams the runtime may hold")
+    allow_delayed_market_data: bool = setting(
+        True, BOOL, example=False,
+        help="on 354/10089 switch to delayed data rather than fail the ticker")
+    contract_cache_ttl: float = setting(
+        86400.0, FLOAT, NON_NEGATIVE, example=3600.0,
+        help="seconds contract details and chain definitions are reused")
+    contract_cache_path: Path | None = setting(
+        None, PATH, example=Path("/var/lib/ibkr/contracts.json"),
+        help="keep the contract cache in this file across restarts")
+    ticker_stale_after: float = setting(
+        60.0, FLOAT, NON_NEGATIVE, example=30.0,
+        help="seconds without an update before a ticker is marked stale (0: never)")
+
+
+@attrs.frozen(kw_only=True, field_transformer=bind_settings)
 class IBKRConfig:
     """Where TWS is and how hard the runtime may talk to it."""
 
@@ -168,6 +194,7 @@ class IBKRConfig:
     control_path: Path | None = setting(None, PATH, example=Path("/run/ibkr/control.sock"),
                                         help="the control socket")
     watchdog: WatchdogConfig = section(WatchdogConfig)
+    market_data: MarketDataConfig = section(MarketDataConfig)
 
     def __attrs_post_init__(self) -> None:
         if self.requests_per_second + self.burst > _PACING_BUDGET:
