@@ -26,6 +26,7 @@ from ibkr_connector.simulator._order_types import (
     AccountUpdateMultiEndMsg,
     AccountUpdateMultiMsg,
     AccountValueMsg,
+    MarginImpact,
     Message,
     PortfolioMsg,
 )
@@ -33,6 +34,7 @@ from ibkr_connector.simulator._order_wire import ContractSpec
 
 __all__ = [
     "ACCOUNT_VALUE_KEYS",
+    "Change",
     "Holding",
     "Ledger",
     "account_multi_messages",
@@ -40,6 +42,7 @@ __all__ = [
     "account_update_messages",
     "margin_requirement",
     "portfolio_message",
+    "what_if_impact",
 ]
 
 _STOCK_MARGIN_RATE = 0.25
@@ -213,3 +216,35 @@ def account_multi_messages(ledger: Ledger, req_id: int, account: str, model_code
         out += [AccountUpdateMultiMsg(req_id, acct, model_code, key, _money(values[key]), "USD")
                 for key in ACCOUNT_VALUE_KEYS]
     return [*out, AccountUpdateMultiEndMsg(req_id)]
+
+
+@attrs.frozen
+class Change:
+    """What an order would do to one position: ``quantity`` signed, with its commission."""
+
+    con_id: int
+    sec_type: str
+    multiplier: float
+    quantity: float
+    commission: float
+
+
+def what_if_impact(ledger: Ledger, account: str, changes: Iterable[Change],
+                   marks: Marks) -> MarginImpact:
+    """The whatIf answer: margins before, the change the order makes, and after."""
+    values = ledger.values(account, marks)
+    delta = commission = 0.0
+    for change in changes:
+        held = ledger.holding(account, change.con_id)
+        before = float(held.quantity) if held else 0.0
+        mark = marks(change.con_id) or 0.0
+        delta += (margin_requirement(change.sec_type, before + change.quantity, mark,
+                                     change.multiplier)
+                  - margin_requirement(change.sec_type, before, mark, change.multiplier))
+        commission += change.commission
+    init, maint = values["InitMarginReq"], values["MaintMarginReq"]
+    equity = values["EquityWithLoanValue"]
+    maint_delta = delta * _MAINTENANCE_SHARE
+    return MarginImpact(init, maint, equity, delta, maint_delta, -commission, init + delta,
+                        maint + maint_delta, equity - commission, commission, commission,
+                        commission)

@@ -30,6 +30,7 @@ from ibkr_connector.simulator._accounts import (
 from ibkr_connector.simulator._config import SimulatorConfig
 from ibkr_connector.simulator._market import SimMarket
 from ibkr_connector.simulator._order_messages import encode_message
+from ibkr_connector.simulator._order_reports import completed_orders, executions, open_orders
 from ibkr_connector.simulator._order_types import (
     ExecDetailsMsg,
     Message,
@@ -101,7 +102,7 @@ class OrderDesk:
         """What TWS pushes after ``startApi`` ("download open orders on connection"): this
         client's open orders, openOrder + orderStatus each."""
         return [self.encode(n.message, server_version, now)
-                for n in self.engine.open_orders(client_id, end=False)]
+                for n in open_orders(self.engine.orders(), client_id, end=False)]
 
     def encode(self, message: Message, server_version: int, now: float) -> bytes:
         return encode_message(message, server_version, int(self._wall_time(now) * 1000))
@@ -208,18 +209,19 @@ class OrderDesk:
                                       r.client_id, r.now))
 
     def _open_orders(self, r: _Request) -> _Reply:
-        return _Reply(_messages(self.engine.open_orders(r.client_id)))
+        return _Reply(_messages(open_orders(self.engine.orders(), r.client_id)))
 
     def _all_open_orders(self, r: _Request) -> _Reply:
-        return _Reply(_messages(self.engine.open_orders(r.client_id, all_clients=True)))
+        return _Reply(_messages(open_orders(self.engine.orders(), r.client_id,
+                                          all_clients=True)))
 
     def _completed_orders(self, r: _Request) -> _Reply:
-        return _Reply(_messages(self.engine.completed_orders(r.client_id)))
+        return _Reply(_messages(completed_orders(self.engine.orders(), r.client_id)))
 
     def _executions(self, r: _Request) -> _Reply:
         request = parse_executions_request(r.fields, r.server_version)
-        return _Reply(_messages(self.engine.executions(r.client_id, request.req_id,
-                                                           request.filter)))
+        return _Reply(_messages(executions(self.engine.fills(), r.client_id, request.req_id,
+                                        request.filter)))
 
     def _positions(self, r: _Request) -> _Reply:
         self.position_subscribers.add(r.client_id)

@@ -25,20 +25,15 @@ from decimal import Decimal
 
 import attrs
 
-from ibkr_connector.simulator._accounts import Ledger, margin_requirement
+from ibkr_connector.simulator._accounts import Change, Ledger, what_if_impact
 from ibkr_connector.simulator._market import Instrument, SimMarket
 from ibkr_connector.simulator._order_types import (
     DONE_STATES,
     CommissionMsg,
-    CompletedOrderMsg,
-    CompletedOrdersEndMsg,
     ErrorMsg,
-    ExecDetailsEndMsg,
     ExecDetailsMsg,
     Fill,
-    MarginImpact,
     Notice,
-    OpenOrderEndMsg,
     OpenOrderMsg,
     OrderStatusMsg,
     OrderView,
@@ -46,7 +41,6 @@ from ibkr_connector.simulator._order_types import (
 from ibkr_connector.simulator._order_wire import (
     ComboLegSpec,
     ContractSpec,
-    ExecutionFilter,
     PlaceOrder,
 )
 
@@ -275,29 +269,17 @@ class OrderEngine:
 
     def _what_if(self, client_id: int, request: PlaceOrder, contract: ContractSpec,
                  inst: Instrument | None, legs: list[_Leg], account: str) -> OpenOrderMsg:
-        values = self.ledger.values(account, self.mark)
         sign = 1 if request.action == "BUY" else -1
         parts = [(inst, 1, sign)] if inst else [
             (leg.inst, leg.spec.ratio, sign * (1 if leg.spec.action == "BUY" else -1))
             for leg in legs]
-        change = commission = 0.0
-        for part, ratio, direction in parts:
-            assert part is not None
-            held = self.ledger.holding(account, part.con_id)
-            before = float(held.quantity) if held else 0.0
-            after = before + direction * ratio * float(request.total_quantity)
-            mark = self.mark(part.con_id) or 0.0
-            change += (margin_requirement(part.sec_type, after, mark, part.multiplier)
-                       - margin_requirement(part.sec_type, before, mark, part.multiplier))
-            commission += commission_for(part.sec_type, request.total_quantity * ratio)
-        init, equity = values["InitMarginReq"], values["EquityWithLoanValue"]
-        maint = values["MaintMarginReq"]
-        impact = MarginImpact(init, maint, equity, change, change * 0.8, -commission,
-                              init + change, maint + change * 0.8, equity - commission,
-                              commission, commission, commission)
+        changes = [Change(part.con_id, part.sec_type, float(part.multiplier),
+                          direction * ratio * float(request.total_quantity),
+                          commission_for(part.sec_type, request.total_quantity * ratio))
+                   for part, ratio, direction in parts if part is not None]
         view = OrderView(client_id, request.order_id, 0, account, contract, request,
                          "PreSubmitted", Decimal(0), request.total_quantity)
-        return OpenOrderMsg(view, impact)
+        return OpenOrderMsg(view, what_if_impact(self.ledger, account, changes, self.mark))
 
     # -- cancelling ------------------------------------------------------------------------------
 
@@ -444,46 +426,6 @@ class OrderEngine:
         self._fills.append(fill)
         return fill
 
-    # -- reports -----------------------------------------------------------------------------------
-
-    def open_orders(self, client_id: int, *, all_clients: bool = False,
-                    end: bool = True) -> list[Notice]:
-        """``reqOpenOrders`` / ``reqAllOpenOrders`` (and the download at connect, without
-        the end marker): openOrder + orderStatus per open order."""
-        notices: list[Notice] = []
-        for order in self._orders.values():
-            view = order.view
-            if view.status in DONE_STATES or not (all_clients or view.client_id == client_id):
-                continue
-            notices += [Notice(client_id, OpenOrderMsg(view)), Notice(client_id,
-                                                                    OrderStatusMsg(view))]
-        return notices + ([Notice(client_id, OpenOrderEndMsg())] if end else [])
-
-    def completed_orders(self, client_id: int) -> list[Notice]:
-        """``reqCompletedOrders``: every finished order of the day (all clients)."""
-        done = [o.view for o in self._orders.values() if o.view.status in DONE_STATES]
-        return ([Notice(client_id, CompletedOrderMsg(v)) for v in done]
-                + [Notice(client_id, CompletedOrdersEndMsg())])
-
-    def executions(self, client_id: int, req_id: int, flt: ExecutionFilter) -> list[Notice]:
-        """``reqExecutions``: this client's executions matching ``flt``, each with its
-        commission report, then the end marker."""
-        since = _filter_time(flt.time)
-        side = {"BUY": "BOT", "SELL": "SLD"}.get(flt.side.upper(), flt.side.upper())
-        notices: list[Notice] = []
-        for fill in self._fills:
-            if (fill.client_id != client_id
-                    or (flt.client_id and fill.client_id != flt.client_id)
-                    or (flt.account and fill.account != flt.account)
-                    or (flt.symbol and fill.contract.symbol != flt.symbol)
-                    or (flt.sec_type and fill.contract.sec_type != flt.sec_type)
-                    or (side and fill.side != side)
-                    or (since is not None and fill.timestamp < since)):
-                continue
-            notices += [Notice(client_id, ExecDetailsMsg(req_id, fill)),
-                        Notice(client_id, CommissionMsg(fill))]
-        return notices + [Notice(client_id, ExecDetailsEndMsg(req_id))]
-
     # -- internals ---------------------------------------------------------------------------------
 
     def _set(self, order: _Order, **changes: object) -> None:
@@ -505,16 +447,3 @@ def _exec_time(wall: float) -> str:
     stamp = datetime.datetime.fromtimestamp(wall, tz=datetime.UTC)
     return stamp.strftime("%Y%m%d %H:%M:%S UTC")
 
-
-def _filter_time(text: str) -> float | None:
-    """An execution filter's time ("YYYYMMDD HH:MM:SS [TZ]" or "YYYYMMDD-HH:MM:SS", UTC
-    assumed for any zone) as Unix seconds; None when absent or unreadable."""
-    text = text.strip()
-    if not text:
-        return None
-    digits = text.replace("-", " ").split()
-    try:
-        stamp = datetime.datetime.strptime(" ".join(digits[:2]), "%Y%m%d %H:%M:%S")
-    except ValueError:
-        return None
-    return stamp.replace(tzinfo=datetime.UTC).timestamp()

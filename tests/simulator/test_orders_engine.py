@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 from ibkr_connector.simulator._market import Instrument, Quote, SimMarket
+from ibkr_connector.simulator._order_reports import completed_orders, executions, open_orders
 from ibkr_connector.simulator._order_types import (
     CommissionMsg,
     CompletedOrderMsg,
@@ -254,19 +255,20 @@ def test_reports_filter_by_client_and_execution_fields(engine: OrderEngine,
     engine.place(1, order(1, stock(), qty=1, order_type="MKT"), WALL)
     engine.place(1, order(2, stock(), "SELL", 1, "MKT"), WALL + 60)
     engine.place(2, order(1, stock(), qty=1, price=400.0), WALL)
-    mine = engine.executions(1, 9, ExecutionFilter())
+    mine = executions(engine.fills(), 1, 9, ExecutionFilter())
     assert kinds(mine) == ["ExecDetails", "Commission", "ExecDetails", "Commission",
                            "ExecDetailsEnd"]
-    sells = engine.executions(1, 9, ExecutionFilter(side="SELL"))
+    sells = executions(engine.fills(), 1, 9, ExecutionFilter(side="SELL"))
     assert len(sells) == 3
-    later = engine.executions(1, 9, ExecutionFilter(time="20250615-15:07:00"))
+    later = executions(engine.fills(), 1, 9,
+                       ExecutionFilter(time="20250615-15:07:00"))
     assert all(not isinstance(n.message, ExecDetailsMsg) or n.message.fill.timestamp
                >= 1749999999 for n in later)
-    assert kinds(engine.executions(2, 9, ExecutionFilter())) == ["ExecDetailsEnd"]
-    assert kinds(engine.open_orders(1)) == ["OpenOrderEnd"]
-    assert kinds(engine.open_orders(1, all_clients=True)) == [
+    assert kinds(executions(engine.fills(), 2, 9, ExecutionFilter())) == ["ExecDetailsEnd"]
+    assert kinds(open_orders(engine.orders(), 1)) == ["OpenOrderEnd"]
+    assert kinds(open_orders(engine.orders(), 1, all_clients=True)) == [
         "OpenOrder:Submitted", "OrderStatus:Submitted", "OpenOrderEnd"]
-    completed = [n.message for n in engine.completed_orders(1)
+    completed = [n.message for n in completed_orders(engine.orders(), 1)
                  if isinstance(n.message, CompletedOrderMsg)]
     assert [m.order.status for m in completed] == ["Filled", "Filled"]
     holding = engine.ledger.holding("DU1", SPY)
