@@ -12,6 +12,9 @@ inject faults into a running simulator. One request per line, one JSON answer pe
     {"command": "market", "action": "widen", "symbol": "SPY", "factor": 3}
         actions: stall/resume SYMBOL (ticks stop), halt/unhalt SYMBOL, widen SYMBOL
         FACTOR (1 restores), farm_down/farm_up (2103, then 2104)
+    {"command": "order", "action": "reject", "reason": "..."}
+        actions: drop_ack (the next placeOrder reaches IB, its ack never comes: the
+        connection drops), delay_ack SECONDS (0 clears), reject [REASON] (next order: 201)
 
 A bad request is answered ``{"ok": false, "error": "..."}``; the connection stays open.
 Parsing is sans-IO (``parse_command``); ``serve_control`` is the Trio side and
@@ -45,8 +48,10 @@ __all__ = [
     "Delay",
     "Drop",
     "MARKET_ACTIONS",
+    "ORDER_ACTIONS",
     "Malformed",
     "MarketFault",
+    "OrderFault",
     "Refuse",
     "SendError",
     "Status",
@@ -115,11 +120,23 @@ class MarketFault:
     factor: float = 1.0
 
 
-Command = Drop | Refuse | SendError | Delay | Malformed | Status | MarketFault
+ORDER_ACTIONS: tuple[str, ...] = ("drop_ack", "delay_ack", "reject")
+
+
+@attrs.frozen
+class OrderFault:
+    """A fault of the order desk: see ``ORDER_ACTIONS`` and the module docstring."""
+
+    action: str
+    seconds: float = 0.0
+    reason: str = ""
+
+
+Command = Drop | Refuse | SendError | Delay | Malformed | Status | MarketFault | OrderFault
 
 _NAMES: dict[type[Any], str] = {Drop: "drop", Refuse: "refuse", SendError: "error",
                                 Delay: "delay", Malformed: "malformed", Status: "status",
-                                MarketFault: "market"}
+                                MarketFault: "market", OrderFault: "order"}
 
 
 def _integer(request: Mapping[str, Any], key: str, default: int | None) -> int | None:
@@ -161,6 +178,8 @@ def parse_command(line: bytes | str) -> Command:
         return Status()
     if name == "market":
         return _market_fault(request)
+    if name == "order":
+        return _order_fault(request)
     client_id = _integer(request, "client_id", None)
     if name == "error":
         code = _integer(request, "code", None)
@@ -190,6 +209,27 @@ def _market_fault(request: Mapping[str, Any]) -> MarketFault:
             math.isfinite(factor) and factor >= 1):
         raise ControlError("'factor' must be a finite number >= 1")
     return MarketFault(action, symbol, float(factor))
+
+
+def _order_fault(request: Mapping[str, Any]) -> OrderFault:
+    action, reason = request.get("action"), request.get("reason", "")
+    if action not in ORDER_ACTIONS:
+        raise ControlError(f"'action' must be one of {', '.join(ORDER_ACTIONS)}")
+    if not isinstance(reason, str):
+        raise ControlError("'reason' must be a string")
+    seconds = _seconds(request) if action == "delay_ack" else 0.0
+    return OrderFault(action, seconds, reason)
+
+
+def _apply_order_fault(sim: TwsSimulator, fault: OrderFault) -> None:
+    if fault.action == "drop_ack":
+        sim.drop_next_order_ack()
+    elif fault.action == "delay_ack":
+        sim.set_order_ack_delay(fault.seconds)
+    elif fault.reason:
+        sim.reject_next_order(fault.reason)
+    else:
+        sim.reject_next_order()
 
 
 async def _apply_market_fault(sim: TwsSimulator, fault: MarketFault) -> None:
@@ -225,6 +265,8 @@ async def execute(sim: TwsSimulator, command: Command) -> dict[str, Any]:
             await sim.send_malformed(client_id=command.client_id, kind=command.kind)
         elif isinstance(command, MarketFault):
             await _apply_market_fault(sim, command)
+        elif isinstance(command, OrderFault):
+            _apply_order_fault(sim, command)
     except (LookupError, ValueError) as exc:
         return {"ok": False, "error": str(exc).strip("'\"")}
     return {"ok": True, "host": sim.host, "port": sim.port, "listening": sim.listening,

@@ -20,12 +20,14 @@ import trio
 from ibkr_connector.simulator._config import DEFAULT_SERVER_VERSION, SimulatorConfig
 from ibkr_connector.simulator._control import (
     MARKET_ACTIONS,
+    ORDER_ACTIONS,
     Command,
     ControlError,
     Delay,
     Drop,
     Malformed,
     MarketFault,
+    OrderFault,
     Refuse,
     SendError,
     Status,
@@ -89,6 +91,13 @@ def add_sim_commands(subparsers: _SubParsers) -> None:
     market.add_argument("symbol", nargs="?", default="", help="SPY, QQQ, AAPL or SPX")
     market.add_argument("--factor", type=float, default=1.0,
                         help="spread multiple for widen (1 restores)")
+    order = kinds.add_parser("order", help="an order fault: drop_ack (drop the connection "
+                             "between the next placeOrder and its ack), delay_ack SECONDS, "
+                             "reject (the next order gets 201)")
+    order.add_argument("action", choices=ORDER_ACTIONS)
+    order.add_argument("seconds", type=float, nargs="?", default=0.0,
+                       help="ack delay for delay_ack (0 clears)")
+    order.add_argument("--reason", default="", help="the 201 reason for reject")
     fault.set_defaults(func=run_fault)
 
 
@@ -161,6 +170,8 @@ def _command(args: argparse.Namespace) -> Command:
         return Malformed(args.kind, args.client_id)
     if args.fault == "market":
         return MarketFault(args.action, args.symbol, args.factor)
+    if args.fault == "order":
+        return OrderFault(args.action, args.seconds, args.reason)
     return Status()
 
 
