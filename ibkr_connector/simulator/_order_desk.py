@@ -94,6 +94,7 @@ class OrderDesk:
         #: sets it to wake its delivery loop).
         self.on_change: Callable[[], None] = lambda: None
         self._outbox: list[tuple[float, int, Notice]] = []
+        self._last_due: dict[int, float] = {}
         self._seq = 0
 
     # -- connections -------------------------------------------------------------------------
@@ -145,6 +146,9 @@ class OrderDesk:
         return min(times) if times else None
 
     def _post(self, notice: Notice, due: float) -> None:
+        # One client's messages keep their order: a fill never overtakes a delayed ack.
+        due = max(due, self._last_due.get(notice.client_id, due))
+        self._last_due[notice.client_id] = due
         self._seq += 1
         heapq.heappush(self._outbox, (due, self._seq, notice))
 

@@ -13,6 +13,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import trio
 from ib_async import IB, Contract, MarketOrder
 
@@ -62,8 +63,9 @@ def run_ib_async(port: int) -> dict[str, Any]:
     return asyncio.run(main())
 
 
-async def test_ib_async_connects_syncs_and_trades_against_the_simulator() -> None:
-    config = SimulatorConfig(start_time=1_750_000_000.0)
+@pytest.mark.parametrize("version", [200, 163])  # ib_async negotiates 178, or 163 below it
+async def test_ib_async_connects_syncs_and_trades_against_the_simulator(version: int) -> None:
+    config = SimulatorConfig(start_time=1_750_000_000.0, server_version=version)
     async with open_simulator(config) as sim:
         # IB's side before this client connects: a filled buy and a resting order of its
         # client id, as if placed in an earlier session.

@@ -20,10 +20,14 @@ from ibkr_connector.simulator._control import (
     parse_command,
     serve_control,
 )
+from ibkr_connector.simulator._order_desk import OrderDesk
+from ibkr_connector.simulator._orders import OrderEngine
 
 from .order_wrapper import OrderTestClient
 from .test_control import control_path, parse_cli  # noqa: F401 - the fixture
+from .test_orders_engine import PinnedMarket
 from .test_orders_socket import SPY, clients, connect, contract_of, is_, order  # noqa: F401
+from .test_requests import encode
 
 START = 1_750_000_000.0
 
@@ -122,3 +126,19 @@ async def test_all_open_orders_and_global_cancel_span_clients(
     await first.wait_for("completedOrdersEnd")
     assert [args[2].status for name, args in first.drain() if name == "completedOrder"] == [
         "Cancelled"]
+
+
+def test_a_fill_never_overtakes_a_delayed_ack() -> None:
+    market = PinnedMarket()
+    desk = OrderDesk(OrderEngine(market, ["DU1"]), lambda now: START + now)
+    desk.ack_delay = 1.0
+    market.pin(SPY, 500.00, 500.02)
+    _, fields = encode(200, lambda c: c.placeOrder(5, contract_of(
+        market.instrument(SPY)), order("BUY", 1, "LMT", 499.0)))  # type: ignore[arg-type]
+    assert desk.handle(3, fields, 1, 200, now=0.0).frames == ()
+    market.pin(SPY, 498.00, 498.02)
+    desk.tick(0.2)
+    assert desk.due(0.5) == []
+    delivered = [type(n.message).__name__ for n in desk.due(1.0)]
+    assert delivered == ["OpenOrderMsg", "OrderStatusMsg", "OpenOrderMsg", "OrderStatusMsg",
+                         "ExecDetailsMsg", "OpenOrderMsg", "OrderStatusMsg", "CommissionMsg"]

@@ -71,8 +71,15 @@ def is_(order_id: int, status: str | None = None) -> Any:
     return lambda args: args[0] == order_id and (status is None or args[1] == status)
 
 
+@pytest.mark.parametrize("version", [200, 178, 157])
 async def test_a_stock_limit_order_through_the_ask_fills_with_commission(
-        sim: TwsSimulator, clients: list[OrderTestClient]) -> None:
+        version: int, clients: list[OrderTestClient]) -> None:
+    config = SimulatorConfig(start_time=1_750_000_000.0, server_version=version)
+    async with open_simulator(config) as sim:
+        await _stock_order_fills(sim, clients)
+
+
+async def _stock_order_fills(sim: TwsSimulator, clients: list[OrderTestClient]) -> None:
     client, oid = await connect(sim, clients)
     price = round(sim.market.quote(SPY).ask + 1.0, 2)
     stock = contract_of(sim.market.instrument(SPY))  # type: ignore[arg-type]
