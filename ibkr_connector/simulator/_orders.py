@@ -169,7 +169,7 @@ class OrderEngine:
                          request, "PreSubmitted", Decimal(0), request.total_quantity)
         order = self._orders[key] = _Order(view, legs, inst)
         notices = self._publish(order, open_order=True)
-        reason = self._rejection(request, legs)
+        reason = self._rejection(request, inst, legs)
         if reason is not None:
             notices.append(Notice(client_id, ErrorMsg(request.order_id, 201,
                                                       f"Order rejected - reason:{reason}")))
@@ -228,11 +228,14 @@ class OrderEngine:
         if abs(price / tick - round(price / tick)) > 1e-6:
             raise OrderRefused(110)
 
-    def _rejection(self, request: PlaceOrder, legs: list[_Leg]) -> str | None:
+    def _rejection(self, request: PlaceOrder, inst: Instrument | None,
+                   legs: list[_Leg]) -> str | None:
         """Why TWS would reject the (created) order with 201, or None."""
         if self.reject_next is not None:
             reason, self.reject_next = self.reject_next, None
             return reason
+        if inst is not None and inst.sec_type == "IND":
+            return f"{inst.symbol} is an index: it is not tradable"
         if request.order_type not in _SUPPORTED_TYPES:
             return f"Order type {request.order_type} is not supported by this simulator"
         if request.order_type == "LMT" and request.lmt_price is None:
