@@ -40,27 +40,51 @@ Cancellation and timeouts, for every `Runtime` method (trio's conventions):
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, overload
 
 import attrs
 import trio
+from ibapi.contract import Contract
 
-from ._errors import translate_supervisor_errors
+from ._errors import IBKRError, SupervisorError, translate_supervisor_errors
 from ._userdirs import state_dir
 from .actors import connection as conn
-from .actors.audit import AppendAudit, AuditRecord, run_audit
+from .actors.audit import AppendAudit, AuditRecord, TrailMemory, run_audit
 from .actors.bus import BusStats, EventBus, EventBusStats, EventT, Subscription, run_event_bus
 from .actors.limiter import GetLimiterStats, LimiterStats, OutboundQueue, Submit, run_limiter
+from .actors.market_data import (
+    KNOWN_GENERIC_TICKS,
+    MarketDataMemory,
+    MarketDataTimeout,
+    market_data_settings,
+    run_market_data,
+)
+from .actors.market_data_messages import (
+    CloseTickByTick,
+    ContractInfo,
+    GetContractDetails,
+    GetMarketDataStats,
+    GetOptionChainDefinition,
+    MarketDataStats,
+    OpenTickByTick,
+    SubscribeTicker,
+    TickByTickKind,
+    UnknownContract,
+    Unsubscribe,
+)
 from .actors.order_ids import AllocateOrderIds, OrderIdBook, run_order_ids
 from .actors.pacing import PacingGovernor
 from .actors.watchdog import GetWatchdogStatus, KeepConnected, WatchdogStatus, run_watchdog
 from .config import IBKRConfig
+from .contracts import Index, Stock, describe, normalise_right
+from .option_chain import OptionChain, select_expiries, strikes_around
 from .protocol import events as ev
-from .protocol.requests import CancelOrder, PlaceOrder, Request
+from .protocol.requests import CancelOrder, PlaceOrder, Request, RequestError
 from .supervisor import (
     ChildInfo,
     ChildSpec,
@@ -71,6 +95,7 @@ from .supervisor import (
     SupervisorSpec,
     open_supervisor,
 )
+from .ticker import Ticker
 
 __all__ = ["Runtime", "RuntimeStatus", "default_audit_path", "open_runtime"]
 
@@ -121,6 +146,8 @@ class Runtime:
         self._audit = registry.address("audit")
         self._bus_actor = registry.address("bus")
         self._order_ids = registry.address("order_ids")
+        self._market_data = registry.address("market_data")
+        self._market_data_memory = MarketDataMemory(market_data_settings(config))
         self._order_ids_book = OrderIdBook()
 
     @property
@@ -140,7 +167,7 @@ class Runtime:
 
     @_ibkr_errors
     async def ensure_connected(self) -> conn.ConnectionStatus:
-        result = await self._connection.call(conn.EnsureConnected(), timeout=self._call_timeout())
+        result = await self._connection.call(conn.Connect(), timeout=self._call_timeout())
         assert isinstance(result, conn.ConnectionStatus)
         return result
 
@@ -186,6 +213,140 @@ class Runtime:
         ids = await self._order_ids.call(AllocateOrderIds(count), timeout=self._call_timeout())
         assert isinstance(ids, range)
         return ids
+
+    # -- market data -------------------------------------------------------------------
+
+    @_ibkr_errors
+    async def contract_details(self, contract: Contract) -> tuple[ContractInfo, ...]:
+        """Every instrument TWS lists for ``contract`` (cached for ``contract_cache_ttl``:
+        a cache hit sends nothing). Raises `UnknownContract` when TWS lists none."""
+        infos = await self._market_data.call(GetContractDetails(contract),
+                                             timeout=self._call_timeout())
+        assert isinstance(infos, tuple)
+        return infos
+
+    @_ibkr_errors
+    async def qualify(self, contract: Contract) -> ContractInfo:
+        """The one instrument ``contract`` names (conId and all), or `UnknownContract`
+        (none, or ambiguous). A checkpoint; cancelling leaves nothing behind."""
+        infos = await self.contract_details(contract)
+        if len(infos) != 1:
+            raise UnknownContract(f"{describe(contract)} is ambiguous: {len(infos)} match")
+        return infos[0]
+
+    @_ibkr_errors
+    async def subscribe_ticker(self, contract: Contract, tick_types: Iterable[int] | None = None,
+                               *, priority: int = 0, wait: bool = False) -> Ticker:
+        """A live `Ticker` for ``contract`` (one TWS line however many subscribers).
+
+        ``tick_types`` are TWS generic tick ids (100 option volume, 101 open interest, 104
+        historical vol, 106 implied vol, ...); an unknown one is a `RequestError` before the
+        wire. Past ``max_market_data_lines`` the call raises `LineBudgetExhausted`, or with
+        ``wait=True`` returns a pending ticker that gets a line, by ``priority`` (lower
+        first), when one is freed. Each call is one hold: pair it with `unsubscribe`.
+        Cancelled or timed out before it returns, it holds nothing.
+        """
+        ticks = tuple(sorted(set(tick_types or ())))
+        unknown = [t for t in ticks if t not in KNOWN_GENERIC_TICKS]
+        if unknown:
+            raise RequestError(f"unknown generic tick type(s) {unknown}; known: "
+                               f"{sorted(KNOWN_GENERIC_TICKS)}")
+        ticker = await self._market_data.call(
+            SubscribeTicker(contract, ticks, priority, wait), timeout=self._call_timeout())
+        assert isinstance(ticker, Ticker)
+        return ticker
+
+    @_ibkr_errors
+    async def unsubscribe(self, contract: Contract) -> None:
+        """Drop one hold on ``contract``'s line; the last one frees it at once. A contract
+        not subscribed is a no-op."""
+        await self._market_data.call(Unsubscribe(contract), timeout=self._call_timeout())
+
+    @_ibkr_errors
+    async def subscribe_option_chain(
+        self, symbol: str, exchange: str = "SMART", *, sec_type: str = "STK",
+        expiries: int | Sequence[str] = 2, strikes_each_side: int = 5,
+        rights: Sequence[str] = ("C", "P"), trading_class: str | None = None,
+        generic_ticks: Iterable[int] | None = None, spot_timeout: float = 10.0,
+    ) -> OptionChain:
+        """The option chain of ``symbol`` with live tickers for a window of it.
+
+        Expiries: the next ``expiries`` listed ones, or the ones named. Strikes: per expiry,
+        those TWS lists for that expiry (never the union), ``strikes_each_side`` below and
+        above the underlying's price. Every ticker is one hold (release them with
+        `unsubscribe_option_chain`). Raises `LineBudgetExhausted` before subscribing
+        anything if the window needs more lines than are free.
+        """
+        underlying_contract = (Index(symbol, exchange if exchange != "SMART" else "CBOE")
+                               if sec_type == "IND" else Stock(symbol, exchange))
+        underlying = await self.qualify(underlying_contract)
+        definitions = await self._market_data.call(
+            GetOptionChainDefinition(underlying), timeout=self._call_timeout())
+        wanted_class = trading_class or None
+        chosen_defs = tuple(d for d in definitions
+                            if d.exchange == exchange
+                            and (wanted_class is None or d.trading_class == wanted_class))
+        if not chosen_defs:
+            raise UnknownContract(f"no options on {symbol} at {exchange}"
+                                  + (f" in class {trading_class}" if trading_class else ""))
+        listed = sorted({e for d in chosen_defs for e in d.expirations})
+        selected = (select_expiries(listed, count=expiries) if isinstance(expiries, int)
+                    else select_expiries(listed, wanted=expiries))
+        contracts: dict[tuple[str, float, str], ContractInfo] = {}
+        for expiry in selected:
+            for info in await self.contract_details(_chain_query(underlying, expiry, exchange,
+                                                                  trading_class)):
+                if info.strike is not None:
+                    contracts[(info.expiry[:8], info.strike, info.right)] = info
+        strikes_by_expiry = {e: tuple(sorted({k[1] for k in contracts if k[0] == e}))
+                             for e in selected}
+        underlying_ticker = await self.subscribe_ticker(underlying.contract)
+        chain = OptionChain(underlying, underlying_ticker, chosen_defs, tuple(listed),
+                            strikes_by_expiry, contracts)
+        try:
+            spot = await _first_price(underlying_ticker, spot_timeout)
+            wanted_rights = [normalise_right(r) for r in rights]
+            keys = [(e, k, r) for e in selected
+                    for k in strikes_around(strikes_by_expiry[e], spot, strikes_each_side)
+                    for r in wanted_rights if (e, k, r) in contracts]
+            for key in keys:
+                chain.tickers[key] = await self.subscribe_ticker(
+                    contracts[key].contract, generic_ticks)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.unsubscribe_option_chain(chain)
+            raise
+        return chain
+
+    @_ibkr_errors
+    async def unsubscribe_option_chain(self, chain: OptionChain) -> None:
+        """Release every hold `subscribe_option_chain` took for ``chain``."""
+        for ticker in chain.tickers.values():
+            await self.unsubscribe(ticker.contract)
+        chain.tickers.clear()
+        await self.unsubscribe(chain.underlying_ticker.contract)
+
+    @asynccontextmanager
+    async def tick_by_tick(self, contract: Contract, kind: TickByTickKind | str
+                           ) -> AsyncIterator[trio.MemoryReceiveChannel[object]]:
+        """``async with runtime.tick_by_tick(c, "BidAsk") as ticks: async for t in ticks``.
+
+        Every tick of the stream, none conflated; a reader that falls ``capacity`` ticks
+        behind finds its stream ended rather than silently thinned. Streams count against
+        ``max_tick_by_tick_streams`` (TWS's 10190 is never reached). Leaving the block
+        closes the stream (the TWS stream with its last reader)."""
+        with translate_supervisor_errors():
+            kind = TickByTickKind(kind) if isinstance(kind, str) else kind
+            reply = await self._market_data.call(OpenTickByTick(contract, kind),
+                                                 timeout=self._call_timeout())
+        stream_id, ticks = reply
+        try:
+            async with ticks:
+                yield ticks
+        finally:
+            with trio.CancelScope(shield=True):
+                with contextlib.suppress(SupervisorError):
+                    await self._market_data.cast(CloseTickByTick(stream_id))
 
     @overload
     def events(self, kinds: None = None, capacity: int = 1000) -> Subscription[object]: ...
@@ -246,6 +407,8 @@ class Runtime:
         now = trio.current_time()
         bus = await self._bus_actor.call(BusStats(), timeout=5.0)
         assert isinstance(bus, EventBusStats)
+        md = await self._market_data.call(GetMarketDataStats(), timeout=5.0)
+        assert isinstance(md, MarketDataStats)
         return {
             "runtime_uptime_s": round(status.uptime, 3),
             "connection_uptime_s": (round(now - c.connected_since, 3)
@@ -260,6 +423,13 @@ class Runtime:
             "requests_failed": lim.failed,
             "subscriptions": {"market_data_lines": c.market_data_lines,
                               "bus_subscribers": bus.subscribers},
+            "market_data": {"lines_in_use": md.lines_in_use, "line_budget": md.line_budget,
+                            "lines_waiting": md.lines_waiting,
+                            "tick_by_tick_streams": md.tick_by_tick_streams,
+                            "tick_by_tick_budget": md.tick_by_tick_budget,
+                            "ticks_per_s": md.ticks_per_s, "ticks_total": md.ticks_total,
+                            "stale_tickers": md.stale_tickers,
+                            "cached_contracts": md.cached_contracts},
             "order_ack_latency_ms": {"p50": c.order_ack_p50_ms, "p99": c.order_ack_p99_ms},
             "bus_published": bus.published,
             "bus_overflow_disconnects": bus.overflow_disconnects,
@@ -286,8 +456,43 @@ class Runtime:
             "last_error": c.last_error,
         }
 
+    async def _link_is_up(self) -> bool:
+        try:
+            return await self.is_connected()
+        except IBKRError:
+            return False
+
     def _call_timeout(self) -> float:
         return self.config.connection_timeout + 10.0
+
+
+def _chain_query(underlying: ContractInfo, expiry: str, exchange: str,
+                 trading_class: str | None) -> Contract:
+    """Contract details of every option of one expiry: no strike, no right (TWS lists the
+    contracts that exist, which is what the chain must hold)."""
+    query = Contract()
+    query.symbol, query.secType = underlying.symbol, "OPT"
+    query.lastTradeDateOrContractMonth = expiry
+    query.exchange, query.currency = exchange, underlying.currency
+    query.tradingClass = trading_class or ""
+    return query
+
+
+async def _first_price(ticker: Ticker, timeout: float) -> float:  # noqa: ASYNC109
+    """The ticker's mid (or last, or close) once it has one; UnknownContract-free: a
+    ticker with no price after ``timeout`` is a MarketDataTimeout."""
+    with trio.move_on_after(timeout):
+        async for _ in _changes(ticker):
+            price = ticker.mid or ticker.last or ticker.close
+            if price is not None:
+                return price
+    raise MarketDataTimeout(f"no price for {describe(ticker.contract)} within {timeout:g} s")
+
+
+async def _changes(ticker: Ticker) -> AsyncIterator[Ticker]:
+    yield ticker  # it may have a price already
+    async for update in ticker.updates():
+        yield update
 
 
 def mask_account(account: str) -> str:
@@ -311,7 +516,8 @@ def build_tree(config: IBKRConfig, runtime: Runtime, registry: Registry,
         children=(
             ChildSpec("bus", functools.partial(run_event_bus, bus=bus)),
             ChildSpec("audit", functools.partial(
-                run_audit, trail_path=audit_path, status_feed=order_events)),
+                run_audit, trail_path=audit_path, status_feed=order_events,
+                memory=TrailMemory())),
         ),
     )
     session = SupervisorSpec(
@@ -331,6 +537,10 @@ def build_tree(config: IBKRConfig, runtime: Runtime, registry: Registry,
             ChildSpec("order_ids", functools.partial(
                 run_order_ids, book=runtime._order_ids_book, bus=bus,
                 connection=address("connection"), limiter=address("limiter"))),
+            ChildSpec("market_data", functools.partial(
+                run_market_data, memory=runtime._market_data_memory, bus=bus,
+                submit=runtime.submit, is_connected=runtime._link_is_up),
+                mailbox_capacity=10_000),
         ),
     )
     children: list[ChildSpec | SupervisorSpec] = [core, session]

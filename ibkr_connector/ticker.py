@@ -136,8 +136,11 @@ class Ticker:
     # -- the writer's side (the market-data actor only) --------------------------------
 
     def _touch(self, now: float) -> None:
+        """Record a change; readers are woken by `_notify` (once per batch of ticks)."""
         self.last_update = now
         self._version += 1
+
+    def _notify(self) -> None:
         changed, self._changed = self._changed, trio.Event()
         changed.set()
 
@@ -147,8 +150,7 @@ class Ticker:
         self.state = state
         self.error = error
         self._version += 1
-        changed, self._changed = self._changed, trio.Event()
-        changed.set()
+        self._notify()
         if state is TickerState.STREAMING:
             self.last_update = now
 
@@ -176,7 +178,8 @@ def apply_tick(ticker: Ticker, event: object, now: float) -> bool:
     """Apply one market-data event to ``ticker``; True if it changed anything.
 
     Sans-IO and cheap (one dict lookup per tick): the market-data actor calls it for every
-    tick of a line. ``event`` is any of the protocol's tick events; others are ignored.
+    tick of a line, and wakes the ticker's readers (``ticker._notify()``) once per batch of
+    ticks, not once per tick. ``event`` is any of the protocol's tick events.
     """
     kind = type(event)
     if kind is ev.TickPrice:

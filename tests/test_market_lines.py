@@ -86,3 +86,15 @@ def test_one_forgotten_line_is_asked_for_again_alone() -> None:
     lines.forget_line("A")
     assert lines.by_req_id(first) is None
     assert [w.line.key for w in lines.restore()] == ["A"]
+
+
+def test_the_tick_meter_counts_the_last_whole_second() -> None:
+    from ibkr_connector.actors.market_data_state import RateMeter
+
+    meter = RateMeter()
+    for i in range(10):
+        meter.record(5.0 + i * 0.05)  # 10 ticks in [5.0, 5.45]
+    assert meter.per_second(5.5) == 0  # the first second is not over yet
+    meter.record(6.1)
+    assert meter.per_second(6.2) == 10 and meter.total == 11
+    assert meter.per_second(9.0) == 0  # quiet since

@@ -24,10 +24,8 @@ counter) is a `MarketDataMemory` owned by the runtime. Requests leave through ``
 from __future__ import annotations
 
 import datetime
-import itertools
 import logging
-from collections.abc import Awaitable, Callable, Hashable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import attrs
@@ -58,7 +56,7 @@ from .connection_messages import (
     LinkLost,
     LinkRestored,
 )
-from .contract_cache import ContractCache, contract_info
+from .contract_cache import contract_info
 from .market_data_messages import (
     ChainDefinition,
     CloseTickByTick,
@@ -76,8 +74,15 @@ from .market_data_messages import (
     UnknownContract,
     Unsubscribe,
 )
+from .market_data_state import (
+    MarketDataMemory,
+    MarketDataSettings,
+    MarketDataTimeout,
+    _Stream,
+    _Wire,
+    market_data_settings,
+)
 from .market_lines import Line, LineBook, Want
-from .pacing import SlidingWindowCounter
 from .watchdog import RestoreRequested
 
 __all__ = [
@@ -97,90 +102,6 @@ Submit = Callable[[Request], Awaitable[None]]
 #: Generic tick lists TWS accepts on reqMktData that this runtime knows how to show.
 KNOWN_GENERIC_TICKS = frozenset({100, 101, 104, 105, 106, 165, 221, 225, 233, 236, 258, 293,
                                  294, 295, 318, 411, 456})
-# Request ids start high so that an id quoted in a TWS error is never mistaken for an
-# order id (those start near 1 and grow by one per order).
-_FIRST_REQUEST_ID = 1_000_000_000
-
-
-class MarketDataTimeout(IBKRError, TimeoutError):
-    """TWS did not answer a contract or chain request in time (nothing is held)."""
-
-
-@attrs.frozen
-class MarketDataSettings:
-    """What the market-data actor needs of the configuration."""
-
-    line_budget: int = 100
-    tick_by_tick_budget: int = 5
-    allow_delayed: bool = True
-    cache_ttl: float = 24 * 3600.0
-    cache_path: Path | None = None
-    stale_after: float = 60.0
-    request_timeout: float = 30.0
-
-
-def market_data_settings(config: Any) -> MarketDataSettings:
-    """The settings from an `IBKRConfig` (its ``market_data`` section when it has one)."""
-    section = getattr(config, "market_data", None)
-    if section is None:
-        return MarketDataSettings(request_timeout=config.request_timeout)
-    cache_path = section.contract_cache_path
-    return MarketDataSettings(
-        line_budget=section.max_market_data_lines,
-        tick_by_tick_budget=section.max_tick_by_tick_streams,
-        allow_delayed=section.allow_delayed_market_data,
-        cache_ttl=section.contract_cache_ttl,
-        cache_path=cache_path,
-        stale_after=section.ticker_stale_after,
-        request_timeout=config.request_timeout,
-    )
-
-
-@attrs.define(eq=False)
-class _Wire:
-    """What a market-data line asks TWS for, and the ticker its ticks go to."""
-
-    info: ContractInfo
-    ticker: Ticker
-    generic_ticks: str
-    sent: int | None = None  # the req id the limiter confirmed written
-
-
-@attrs.define(eq=False)
-class _Stream:
-    info: ContractInfo
-    kind: str
-    holders: dict[int, trio.MemorySendChannel[object]] = attrs.Factory(dict)
-    sent: int | None = None
-
-
-@attrs.define(eq=False)
-class MarketDataMemory:
-    """The actor's state that must survive its restart; created by the runtime."""
-
-    settings: MarketDataSettings
-    lines: LineBook[_Wire] = attrs.field(init=False)
-    streams: LineBook[_Stream] = attrs.field(init=False)
-    cache: ContractCache = attrs.field(init=False)
-    delayed_session: bool = False
-    farms_down: set[str] = attrs.Factory(set)
-    ticks: SlidingWindowCounter = attrs.Factory(lambda: SlidingWindowCounter(window=1.0))
-    _ids: Iterator[int] = attrs.Factory(lambda: itertools.count(_FIRST_REQUEST_ID))
-    _stream_ids: Iterator[int] = attrs.Factory(lambda: itertools.count(1))
-
-    def __attrs_post_init__(self) -> None:
-        s = self.settings
-        self.lines = LineBook(s.line_budget, self.next_req_id)
-        self.streams = LineBook(s.tick_by_tick_budget, self.next_req_id)
-        self.cache = ContractCache(s.cache_ttl, s.cache_path)
-
-    def next_req_id(self) -> int:
-        return next(self._ids)
-
-    def next_stream_id(self) -> int:
-        return next(self._stream_ids)
-
-
 @attrs.define(eq=False)
 class _Collect:
     """Answers to one contract-details or chain request, gathered from the bus."""
@@ -211,6 +132,7 @@ class MarketDataActor:
         self._nursery = nursery
         self.link_up = link_up
         self._pending: dict[int, _Collect] = {}
+        self._dirty: dict[Hashable, Ticker] = {}
 
     # -- contracts and chains ----------------------------------------------------------
 
@@ -374,18 +296,26 @@ class MarketDataActor:
 
     # -- what TWS says -------------------------------------------------------------------
 
-    def on_tick(self, event: Any) -> None:
+    def on_tick(self, event: Any, now: float) -> None:
         line = self.memory.lines.by_req_id(event.req_id)
         if line is None:
             return
-        now = trio.current_time()
         self.memory.ticks.record(now)
         ticker = line.payload.ticker
         was_stale = ticker.state is TickerState.STALE
         if apply_tick(ticker, event, now):
             if was_stale and ticker.error is not None and ticker.error.startswith("stale"):
                 ticker.error = None
-            self.bus.publish(TickerUpdated(line.key, ticker))
+            self._dirty[line.key] = ticker
+
+    def flush(self) -> None:
+        """End of a batch of ticks: wake each changed ticker's readers and publish one
+        `TickerUpdated` per changed ticker (a quote is often five ticks: one update)."""
+        dirty, self._dirty = self._dirty, {}
+        publish = self.bus.publish
+        for key, ticker in dirty.items():
+            ticker._notify()
+            publish(TickerUpdated(key, ticker))
 
     def on_stream_tick(self, event: Any) -> None:
         line = self.memory.streams.by_req_id(event.req_id)
@@ -458,6 +388,7 @@ class MarketDataActor:
         if info.strategy is codes.Strategy.MARK_SUBSCRIPTION_DEGRADED:
             ticker.error = reason  # still streaming, with less (delayed, or no greeks)
             ticker._touch(trio.current_time())
+            ticker._notify()
             return
         if info.strategy is codes.Strategy.TRY_DELAYED and self.settings.allow_delayed:
             self._nursery.start_soon(self._fall_back_to_delayed, line.key, error.req_id)
@@ -537,7 +468,8 @@ class MarketDataActor:
             lines_in_use=m.lines.in_use, line_budget=m.lines.budget,
             lines_waiting=m.lines.waiting, tick_by_tick_streams=m.streams.in_use,
             tick_by_tick_budget=m.streams.budget,
-            ticks_per_s=float(m.ticks.count(trio.current_time())),
+            ticks_per_s=float(m.ticks.per_second(trio.current_time())),
+            ticks_total=m.ticks.total,
             stale_tickers=sum(1 for line in m.lines
                               if line.payload.ticker.state is TickerState.STALE),
             cached_contracts=len(m.cache))
@@ -571,7 +503,7 @@ async def run_market_data(
         async with trio.open_nursery() as nursery:
             # The link's state at the source: an edge published while we were down is lost.
             actor = MarketDataActor(memory, bus, submit, nursery, await is_connected())
-            nursery.start_soon(_pump, ticks, actor.on_tick)
+            nursery.start_soon(_pump_ticks, ticks, actor)
             nursery.start_soon(_pump, stream_ticks, actor.on_stream_tick)
             nursery.start_soon(_pump, control, actor.on_control)
             nursery.start_soon(actor.watch_staleness)
@@ -584,6 +516,25 @@ async def run_market_data(
             task_status.started()
             await serve(mailbox, _handlers(actor, nursery))
             nursery.cancel_scope.cancel()
+
+
+async def _pump_ticks(subscription: Any, actor: MarketDataActor) -> None:
+    """Apply every tick already queued, then wake readers once: a batch costs one
+    wake-up per changed ticker, however many ticks it held."""
+    while True:
+        try:
+            event = await subscription.receive()
+        except trio.EndOfChannel:
+            return
+        now = trio.current_time()
+        actor.on_tick(event, now)
+        while True:
+            try:
+                event = subscription.receive_nowait()
+            except trio.WouldBlock:
+                break
+            actor.on_tick(event, now)
+        actor.flush()
 
 
 async def _pump(subscription: Any, handle: Callable[[Any], None]) -> None:

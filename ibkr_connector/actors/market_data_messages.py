@@ -154,6 +154,7 @@ class MarketDataStats:
     tick_by_tick_streams: int
     tick_by_tick_budget: int
     ticks_per_s: float
+    ticks_total: int
     stale_tickers: int
     cached_contracts: int
 
