@@ -1,7 +1,8 @@
 """``ibkr-connector demo``: the whole product, working, in a few readable lines.
 
 No TWS needed: it starts the bundled simulator on a free loopback port, runs the supervised
-runtime against it, and narrates what a user would otherwise have to take on trust — a TWS
+runtime against it, and narrates what a user would otherwise have to take on trust — an
+option chain with live greeks and a vertical spread's net greeks, a TWS
 restart recovered, a crashing actor restarted by its supervisor, an operator restart through
 the control socket, and a clean shutdown with no thread left behind.
 """
@@ -19,8 +20,9 @@ from .actors.control import control_request, format_tree
 from .actors.watchdog import ReconnectScheduled
 from .config import IBKRConfig, WatchdogConfig
 from .protocol.client import session_threads
-from .runtime import mask_account, open_runtime
+from .runtime import Runtime, mask_account, open_runtime
 from .simulator import SimulatorConfig, open_simulator
+from .spread_greeks import vertical_greeks
 from .supervisor import ChildSpec, Mailbox, Restart, SupervisionEventKind
 
 __all__ = ["run_demo"]
@@ -53,6 +55,37 @@ async def _first(subscription: AsyncIterator[object], kind: type) -> object:
     raise RuntimeError(f"event stream ended before {kind.__name__}")
 
 
+async def _show_market_data(runtime: Runtime) -> None:
+    """An option chain with live greeks, and the net greeks of one vertical spread."""
+    chain = await runtime.subscribe_option_chain("SPY", expiries=1, strikes_each_side=2,
+                                                 rights=("C",))
+    expiry = next(iter(chain.strikes_by_expiry))
+    spot = chain.underlying_ticker.mid
+    say("chain", f"SPY {expiry}: {len(chain.strikes(expiry))} listed strikes; "
+                 f"underlying {spot:.2f}; {len(chain.tickers)} call tickers streaming")
+    with trio.fail_after(10):
+        for ticker in chain.tickers.values():
+            async for _ in ticker.updates():
+                if ticker.model_greeks is not None and ticker.bid is not None:
+                    break
+    print("            strike      bid      ask    delta    gamma     vega    theta     iv")
+    for (_, strike, _), ticker in sorted(chain.tickers.items()):
+        g = ticker.model_greeks
+        assert g is not None
+        print(f"            {strike:6.1f} {ticker.bid:8.2f} {ticker.ask:8.2f} "
+              f"{g.delta or 0:8.3f} {g.gamma or 0:8.4f} {g.vega or 0:8.3f} "
+              f"{g.theta or 0:8.3f} {g.implied_vol or 0:6.1%}")
+    strikes = sorted(k for (_, k, _) in chain.tickers)
+    low, high = strikes[len(strikes) // 2 - 1], strikes[len(strikes) // 2]
+    net = vertical_greeks(chain.ticker(expiry, low, "C"), chain.ticker(expiry, high, "C"))
+    say("spread", f"bull call vertical {low:g}/{high:g}: net {net.net_price:.2f}, delta "
+                  f"{net.delta:.3f}, gamma {net.gamma:.4f}, vega {net.vega:.3f}, theta "
+                  f"{net.theta:.3f} per spread ("
+                  + ("Black-Scholes for the " + " and ".join(net.computed_legs) + " leg"
+                     if net.computed_legs else "from TWS's greeks of each leg") + ")")
+    await runtime.unsubscribe_option_chain(chain)
+
+
 async def run_demo() -> int:
     started = trio.current_time()
     with tempfile.TemporaryDirectory(prefix="ibkr-demo-") as tmp:
@@ -73,6 +106,8 @@ async def run_demo() -> int:
                 accounts = ", ".join(mask_account(a) for a in status.accounts)
                 say("connected", f"server version {status.server_version}, account {accounts}, "
                                  f"next order id {status.next_order_id}")
+
+                await _show_market_data(runtime)
 
                 tree = await control_request(control_path, "tree")
                 say("tree", "the supervision tree:")
