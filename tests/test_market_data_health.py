@@ -150,3 +150,30 @@ async def test_tick_by_tick_delivers_every_tick_and_frees_its_stream(
                     pass
         # Leaving the block cancelled the TWS stream (CANCEL_TICK_BY_TICK_DATA, id 98).
         await _until(lambda: any(m.msg_id == 98 for m in sim.received))
+
+
+async def test_an_unknown_tick_type_is_refused_before_the_wire(
+    sim: TwsSimulator, tmp_path: Path, io_clock: trio.testing.MockClock
+) -> None:
+    from ibkr_connector.protocol.requests import RequestError
+
+    async with runtime_for(sim, tmp_path) as runtime:
+        sent = len(sim.received)
+        with pytest.raises(RequestError, match="unknown generic tick"):
+            await runtime.subscribe_ticker(Stock("SPY"), tick_types=[100, 9999])
+        assert len(sim.received) == sent
+
+
+async def test_a_partial_entitlement_keeps_the_ticker_streaming(
+    tmp_path: Path, io_clock: trio.testing.MockClock
+) -> None:
+    async with open_simulator(SimulatorConfig(unsubscribed_underlyings=("SPY",))) as sim:
+        async with runtime_for(sim, tmp_path) as runtime:
+            # SPY's options are permitted, SPY itself is not: TWS says 10090 (no live
+            # greeks without the underlying) and the rest of the data flows.
+            spy_chain = await runtime.subscribe_option_chain(
+                "SPY", expiries=1, strikes_each_side=1, rights=("C",))
+            option = next(iter(spy_chain.tickers.values()))
+            await _until(lambda: option.error is not None and option.error.startswith("10090"))
+            await _fresh_quote(option)
+            assert option.state is TickerState.STREAMING and option.bid is not None
