@@ -29,3 +29,12 @@ def io_clock() -> trio.testing.MockClock:
 async def sim() -> AsyncIterator[TwsSimulator]:
     async with open_simulator(SimulatorConfig()) as simulator:
         yield simulator
+
+
+@pytest.fixture
+async def quiet_sim() -> AsyncIterator[TwsSimulator]:
+    """A simulator whose market stands still. Its price walk (a step every 0.25 s) keeps
+    `io_clock` from ever being idle long enough to jump, so tests that wait out long
+    virtual timeouts (a hanging handshake, a held request) use this one."""
+    async with open_simulator(SimulatorConfig(market_tick_interval=3600.0)) as simulator:
+        yield simulator

@@ -23,12 +23,15 @@ from ibkr_connector.actors.connection import (
     ConnectionRecovered,
     ConnectionState,
     ErrorOccurred,
+    LinkDown,
     LinkLost,
     LinkRestored,
+    OrderIdsOutOfSync,
 )
 from ibkr_connector.config import IBKRConfig
 from ibkr_connector.protocol import events as ev
-from ibkr_connector.protocol.client import ConnectFailed, NotConnected
+from ibkr_connector.protocol.client import ConnectFailed, ConnectTimeout, NotConnected
+from ibkr_connector.protocol.farms import FarmState
 from ibkr_connector.protocol.requests import ReqCurrentTime, ReqIds
 from ibkr_connector.simulator import SimulatorConfig, TwsSimulator, open_simulator
 
@@ -246,3 +249,144 @@ async def test_a_session_that_dies_during_start_up_is_never_reported_connected(
             await trio.sleep(0.05)
             assert not actor.is_connected()
             assert actor.session is None
+
+
+# --- a handshake that never finishes (a login or 2FA prompt at TWS) -----------------------
+
+
+async def test_a_hanging_handshake_shows_connecting_and_refuses_sends(
+    quiet_sim: TwsSimulator, io_clock: trio.testing.MockClock
+) -> None:
+    quiet_sim.stall_handshakes()
+    async with running_actor(quiet_sim) as (actor, _):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_connect_or_fail, actor)
+            await trio.sleep(1.0)
+            assert actor.status().state is ConnectionState.CONNECTING
+            with pytest.raises(NotConnected):
+                await actor.send(ReqCurrentTime())
+
+
+async def test_a_hanging_handshake_times_out_with_a_clear_error(
+    quiet_sim: TwsSimulator, io_clock: trio.testing.MockClock
+) -> None:
+    quiet_sim.stall_handshakes()
+    async with running_actor(quiet_sim, connection_timeout=20.0) as (actor, _):
+        with pytest.raises(ConnectTimeout, match="20 s"):
+            await actor.connect()
+        assert actor.state is ConnectionState.DISCONNECTED
+
+
+async def test_connects_during_an_attempt_share_its_outcome(sim: TwsSimulator) -> None:
+    async with running_actor(sim) as (actor, events):
+        results = []
+
+        async def connect() -> None:
+            results.append(await actor.connect())
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(connect)
+        assert [r.state for r in results] == [ConnectionState.CONNECTED] * 3
+        assert len(events.of(ConnectionEstablished)) == 1
+        assert not any(e.code == 326 for e in events.of(ErrorOccurred))
+
+
+async def test_disconnect_ends_an_attempt_in_progress(
+    quiet_sim: TwsSimulator, io_clock: trio.testing.MockClock
+) -> None:
+    quiet_sim.stall_handshakes()
+    async with running_actor(quiet_sim) as (actor, _):
+        failed = []
+
+        async def connect() -> None:
+            try:
+                await actor.connect()
+            except ConnectFailed as exc:
+                failed.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connect)
+            await trio.sleep(1.0)
+            await actor.disconnect()
+        assert failed and "cancelled" in str(failed[0])
+        assert actor.state is ConnectionState.DISCONNECTED and not actor.wanted
+
+
+# --- 1100: the link is down, the socket stays, nothing goes out ----------------------------
+
+
+async def test_link_down_is_not_connected_and_refuses_sends_until_restored(
+    sim: TwsSimulator,
+) -> None:
+    async with running_actor(sim) as (actor, events):
+        await actor.connect()
+        await sim.send_error(1100)
+        await events.wait_for(LinkLost)
+        assert not actor.is_connected()
+        assert actor.status().state is ConnectionState.LINK_DOWN
+        with pytest.raises(LinkDown):
+            await actor.send(ReqCurrentTime())
+        await sim.send_error(1102)
+        await events.wait_for(LinkRestored)
+        assert actor.is_connected()
+        await actor.send(ReqCurrentTime())
+        await events.wait_for(ev.CurrentTime)
+
+
+# --- 103, farms, 2110 ---------------------------------------------------------------------
+
+
+async def test_103_asks_for_order_ids_to_be_resynchronised(sim: TwsSimulator) -> None:
+    async with running_actor(sim) as (actor, events):
+        await actor.connect()
+        await sim.send_error(103, "Duplicate order id", req_id=42)
+        out_of_sync = await events.wait_for(OrderIdsOutOfSync)
+    assert out_of_sync.order_id == 42
+
+
+async def test_farm_notices_keep_a_per_farm_health_state(sim: TwsSimulator) -> None:
+    async with running_actor(sim) as (actor, events):
+        await actor.connect()
+        await events.wait_for(ErrorOccurred, lambda e: e.code == 2158)
+        assert actor.status().farms == {
+            "usfarm": FarmState.OK, "ushmds": FarmState.OK, "secdefnj": FarmState.OK}
+        before = len(events.events)
+        await sim.send_error(2103, "Market data farm connection is broken:usfarm")
+        await events.wait_for(ErrorOccurred, lambda e: e.code == 2103, after=before)
+        farms = actor.status().farms
+    assert farms["usfarm"] is FarmState.BROKEN
+    assert farms["ushmds"] is FarmState.OK
+    assert actor.last_error is None  # a broken farm is not an error
+
+
+async def test_2110_marks_upstream_degraded_until_a_farm_is_ok(sim: TwsSimulator) -> None:
+    async with running_actor(sim) as (actor, events):
+        await actor.connect()
+        await events.wait_for(ErrorOccurred, lambda e: e.code == 2158)
+        await sim.send_error(2110)
+        await events.wait_for(ErrorOccurred, lambda e: e.code == 2110)
+        assert actor.status().upstream_degraded
+        assert actor.is_connected()  # a notice, not a disconnect
+        before = len(events.events)
+        await sim.send_error(2104, "Market data farm connection is OK:usfarm")
+        await events.wait_for(ErrorOccurred, lambda e: e.code == 2104, after=before)
+        assert not actor.status().upstream_degraded
+
+
+# --- 326 ------------------------------------------------------------------------------------
+
+
+async def test_client_id_in_use_with_no_retry_left_is_no_longer_wanted(
+    sim: TwsSimulator,
+) -> None:
+    async with running_actor(sim, client_id=5) as (five, _), \
+            running_actor(sim, client_id=6) as (six, _):
+        await five.connect()
+        await six.connect()
+        async with running_actor(sim, client_id=5, client_id_retries=1) as (actor, _):
+            with pytest.raises(ClientIdInUse, match="client id 6"):
+                await actor.connect()
+            assert not actor.wanted  # so the watchdog does not loop on a refused id
+            assert actor.status().last_error == (
+                f"client id 6 is already in use at 127.0.0.1:{sim.port} (TWS error 326)")

@@ -8,30 +8,31 @@ to the wire, and turns what happens to the socket into connection events:
 - `ConnectionLost` when the socket goes (closed, 502/504, a frame ibapi cannot decode, or a
   `Abandon` from the watchdog whose probe went unanswered);
 - `LinkLost` / `LinkRestored` for 1100 / 1101 / 1102: TWS lost *its* link to IB while our
-  socket stayed up, so we keep the socket and wait;
+  socket stayed up, so we keep the socket, refuse sends (`LinkDown`) and wait;
+- `OrderIdsOutOfSync` for 103, for the order-id owner;
 - `ErrorOccurred` for every TWS error, classified by `protocol.codes`.
 
 Every inbound TWS event is also emitted unchanged, for the router and the bus. `emit` must
 not block (the bus's publish, or a channel's ``send_nowait``).
 
+A connection attempt runs in a task of its own, so the mailbox keeps being served while
+TWS sits on a handshake (a login or 2FA prompt): `GetStatus` answers ``connecting``, a
+`Send` fails `NotConnected`, a second `Connect` waits for the same attempt.
+
 It does not reconnect by itself: deciding *when* to reconnect (backoff, the daily restart
 window) is the watchdog's job; this actor only knows *how*. Its vocabulary (states, events,
-messages) lives in `connection_messages` and is re-exported here.
+messages) lives in `connection_messages` and is re-exported here; how it reacts to each
+TWS code is `connection_codes`.
 """
 
 from __future__ import annotations
 
-import collections
-import collections.abc
 import logging
-import math
 from collections.abc import Callable
 
-import attrs
 import trio
 
 from ..config import IBKRConfig
-from ..protocol import codes
 from ..protocol import events as ev
 from ..protocol.bridge import EventBridge
 from ..protocol.client import (
@@ -42,8 +43,10 @@ from ..protocol.client import (
     SendFailed,
     TwsSession,
 )
-from ..protocol.requests import CancelMktData, PlaceOrder, ReqMktData, Request
-from ..supervisor import Envelope, Mailbox
+from ..protocol.farms import FarmState
+from ..protocol.requests import Request
+from ..supervisor import NOREPLY, Envelope, Mailbox, serve
+from .connection_codes import react_to_error
 from .connection_messages import (
     Abandon,
     ClientIdInUse,
@@ -54,14 +57,16 @@ from .connection_messages import (
     ConnectionState,
     ConnectionStatus,
     Disconnect,
-    EnsureConnected,
     ErrorOccurred,
     GetStatus,
     IsConnected,
+    LinkDown,
     LinkLost,
     LinkRestored,
+    OrderIdsOutOfSync,
     Send,
 )
+from .connection_session import Attempt, ConnectionMemory, Handshake, WriterMetrics
 
 __all__ = [
     "Abandon",
@@ -75,12 +80,13 @@ __all__ = [
     "ConnectionState",
     "ConnectionStatus",
     "Disconnect",
-    "EnsureConnected",
     "ErrorOccurred",
     "GetStatus",
     "IsConnected",
+    "LinkDown",
     "LinkLost",
     "LinkRestored",
+    "OrderIdsOutOfSync",
     "Send",
     "run_connection",
 ]
@@ -89,49 +95,11 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[object], None]
 
-
-# --- the actor -------------------------------------------------------------------------
-
-
-@attrs.define
-class _Handshake:
-    """What the pump has seen of the current attempt's start-up."""
-
-    done: trio.Event = attrs.Factory(trio.Event)
-    next_order_id: int | None = None
-    accounts: tuple[str, ...] | None = None
-    failure: ConnectFailed | None = None
-
-    def check(self) -> None:
-        if self.next_order_id is not None and self.accounts is not None:
-            self.done.set()
-
-    pump_done: trio.Event = attrs.Factory(trio.Event)
-    _rank: int = -1
-
-    def fail(self, failure: ConnectFailed, rank: int = 0) -> None:
-        """Record why start-up failed. Events arrive in ibapi's order, not in order of
-        meaning (the socket's close is seen before the 326 that explains it), so the
-        most specific reason wins: 326 (2) > a TWS error (1) > the socket closing (0)."""
-        if rank > self._rank:
-            self.failure, self._rank = failure, rank
-        self.done.set()
-
-
-@attrs.define
-class ConnectionMemory:
-    """What the connection remembers across restarts of its actor; owned by the runtime.
-
-    A restarted connection actor gets a fresh EClient, not a fresh intent: whether the
-    program wants to be connected (so the watchdog brings it back), whether it ever was (so
-    the next connect is a recovery, and every actor restores its state), how many
-    reconnects so far, and which client id TWS accepted.
-    """
-
-    client_id: int
-    wanted: bool = False
-    ever_connected: bool = False
-    reconnects: int = 0
+# The errors a caller of this actor is promised: they fail the call, the actor carries on.
+# Anything else raised by a handler is a bug and crashes the actor (supervision's job).
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectFailed, NotConnected, RequestRefused, SendFailed,
+)
 
 
 class ConnectionActor:
@@ -148,11 +116,11 @@ class ConnectionActor:
         self.accounts: tuple[str, ...] = ()
         self.connected_since: float | None = None
         self.last_error: str | None = None
-        self.messages_sent = 0
-        self.market_data_lines: set[int] = set()
-        self._orders_in_flight: dict[int, float] = {}  # order id -> when it was written
-        self.order_ack_latencies: collections.deque[float] = collections.deque(maxlen=500)
-        self._handshake: _Handshake | None = None
+        self.metrics = WriterMetrics()
+        self.farms: dict[str, FarmState] = {}
+        self.upstream_degraded = False
+        self._handshake: Handshake | None = None
+        self._attempt: Attempt | None = None
         self._nursery: trio.Nursery | None = None
 
     @property
@@ -167,10 +135,15 @@ class ConnectionActor:
     def client_id(self) -> int:
         return self.memory.client_id
 
+    @property
+    def nursery(self) -> trio.Nursery:
+        assert self._nursery is not None, "attach() first"
+        return self._nursery
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def attach(self, nursery: trio.Nursery) -> None:
-        """Give the actor the nursery its per-session pump tasks run in."""
+        """Give the actor the nursery its attempt and per-session pump tasks run in."""
         self._nursery = nursery
 
     async def shutdown(self) -> None:
@@ -179,7 +152,9 @@ class ConnectionActor:
         A live connection that ends this way is reported as lost, so the watchdog brings
         it back when this actor's next incarnation is running.
         """
-        was_up = self.is_connected()
+        was_up = self.session_up()
+        if self._attempt is not None:
+            self._attempt.scope.cancel()
         session, self.session = self.session, None
         if session is not None:
             with trio.CancelScope(shield=True):
@@ -191,13 +166,44 @@ class ConnectionActor:
     # -- commands -----------------------------------------------------------------------------
 
     def is_connected(self) -> bool:
+        """Requests can go out now (not while connecting, nor during 1100's link-down)."""
+        return self.state is ConnectionState.CONNECTED
+
+    def session_up(self) -> bool:
+        """The socket is up and TWS accepted us, whether or not TWS has its link to IB."""
         return self.state in (ConnectionState.CONNECTED, ConnectionState.LINK_DOWN)
 
-    async def connect(self) -> ConnectionStatus:
-        """Connect unless connected. On 326 try the next client id if configured to."""
+    def start_connecting(self) -> Attempt:
+        """The running attempt, or a new one started in the actor's nursery."""
         self.memory.wanted = True
-        if self.is_connected():
+        if self._attempt is None:
+            self._attempt = Attempt()
+            self.nursery.start_soon(self._run_attempt, self._attempt)
+        return self._attempt
+
+    async def connect(self) -> ConnectionStatus:
+        """Connect unless connected (then reply at once). On 326 try the next client id if
+        configured to; when no id is left, the connection is no longer wanted."""
+        if self.session_up():
+            self.memory.wanted = True
             return self.status()
+        attempt = self.start_connecting()
+        await attempt.done.wait()
+        status = attempt.outcome()
+        assert isinstance(status, ConnectionStatus)
+        return status
+
+    async def _run_attempt(self, attempt: Attempt) -> None:
+        try:
+            with attempt.scope:
+                attempt.status = await self._connect_with_client_ids()
+        except ConnectFailed as exc:
+            attempt.failure = exc
+        finally:
+            self._attempt = None
+            attempt.finish()
+
+    async def _connect_with_client_ids(self) -> ConnectionStatus:
         attempts = 1 + self.config.client_id_retries
         for attempt in range(attempts):
             try:
@@ -205,19 +211,25 @@ class ConnectionActor:
                 return self.status()
             except ClientIdInUse:
                 if attempt + 1 == attempts:
+                    # Trying the same id again can only be refused again: stop wanting
+                    # the connection, so the watchdog does not loop on it.
+                    self.memory.wanted = False
+                    log.error("client id %d is in use and no retry is left "
+                              "(client_id_retries=%d): not connecting until asked again",
+                              self.memory.client_id, self.config.client_id_retries)
                     raise
                 self.memory.client_id += 1
                 log.warning("client id in use; trying client id %d", self.memory.client_id)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _connect_once(self) -> None:
-        assert self._nursery is not None, "attach() first"
         cfg = self.config
         self.state = ConnectionState.CONNECTING
         session = TwsSession(EventBridge())
-        handshake = _Handshake()
+        handshake = Handshake()
         self.session, self._handshake = session, handshake
-        self._nursery.start_soon(self._pump, session, handshake)
+        self.farms, self.upstream_degraded = {}, False
+        self.nursery.start_soon(self._pump, session, handshake)
         try:
             with trio.fail_after(cfg.connection_timeout):
                 await session.open(cfg.host, cfg.port, self.memory.client_id,
@@ -245,12 +257,13 @@ class ConnectionActor:
         if handshake is not None:
             with trio.move_on_after(5.0):
                 await handshake.pump_done.wait()
-            handshake.fail(failure, rank=-1 if isinstance(failure, ConnectTimeout) else 0)
+            handshake.fail(failure, rank=Handshake.TIMED_OUT if isinstance(
+                failure, ConnectTimeout) else Handshake.OTHER)
             failure = handshake.failure or failure
         self.last_error = str(failure)
         raise failure
 
-    def _established(self, session: TwsSession, handshake: _Handshake) -> None:
+    def _established(self, session: TwsSession, handshake: Handshake) -> None:
         assert handshake.next_order_id is not None and handshake.accounts is not None
         self.state = ConnectionState.CONNECTED
         self.next_order_id = handshake.next_order_id
@@ -275,43 +288,37 @@ class ConnectionActor:
             self.emit(ConnectionEstablished(**fields))  # type: ignore[arg-type]
 
     async def disconnect(self) -> None:
+        """Close the socket on purpose (ending an attempt in progress); not wanted after."""
         self.memory.wanted = False
+        attempt = self._attempt
+        if attempt is not None:
+            attempt.scope.cancel()
+            await attempt.done.wait()
+        was_up = self.session_up()
         session = self.session
         if session is not None:
             await self._drop(session)
+        if was_up:
             self.emit(ConnectionLost("disconnect requested", requested=True))
 
     async def abandon(self, reason: str) -> None:
         session = self.session
-        if session is not None and self.is_connected():
-            await self._lost(session, reason)
+        if session is not None and self.session_up():
+            await self.lost(session, reason)
 
     async def send(self, request: Request) -> None:
         session = self.session
         if session is None or not self.is_connected():
-            raise NotConnected("not connected to TWS")
+            if self.state is ConnectionState.LINK_DOWN:
+                raise LinkDown("TWS has lost its link to IB (1100); waiting for 1101/1102")
+            raise NotConnected(f"not connected to TWS ({self.state.value})")
         try:
             await session.send(request)
         except SendFailed as exc:
             # A frame may be half-written: nothing more can go down this socket.
-            await self._lost(session, str(exc))
+            await self.lost(session, str(exc))
             raise
-        self.messages_sent += 1
-        self._account_for(request)
-
-    def _account_for(self, request: Request) -> None:
-        """Keep the metrics that only the single writer can keep exactly."""
-        if isinstance(request, ReqMktData) and not request.snapshot:
-            self.market_data_lines.add(request.req_id)
-        elif isinstance(request, CancelMktData):
-            self.market_data_lines.discard(request.req_id)
-        elif isinstance(request, PlaceOrder):
-            self._orders_in_flight[request.order_id] = trio.current_time()
-
-    def _order_acknowledged(self, order_id: int) -> None:
-        sent_at = self._orders_in_flight.pop(order_id, None)
-        if sent_at is not None:
-            self.order_ack_latencies.append(trio.current_time() - sent_at)
+        self.metrics.written(request, trio.current_time())
 
     def status(self) -> ConnectionStatus:
         session = self.session
@@ -323,19 +330,21 @@ class ConnectionActor:
             server_version=session.server_version if session is not None else None,
             accounts=self.accounts,
             next_order_id=self.next_order_id,
-            connected_since=self.connected_since if self.is_connected() else None,
+            connected_since=self.connected_since if self.session_up() else None,
             reconnects=self.memory.reconnects,
             wanted=self.memory.wanted,
             last_error=self.last_error,
-            messages_sent=self.messages_sent,
-            market_data_lines=len(self.market_data_lines),
-            order_ack_p50_ms=_percentile_ms(self.order_ack_latencies, 0.50),
-            order_ack_p99_ms=_percentile_ms(self.order_ack_latencies, 0.99),
+            messages_sent=self.metrics.messages_sent,
+            market_data_lines=len(self.metrics.market_data_lines),
+            order_ack_p50_ms=self.metrics.ack_ms(0.50),
+            order_ack_p99_ms=self.metrics.ack_ms(0.99),
+            farms=dict(self.farms),
+            upstream_degraded=self.upstream_degraded,
         )
 
     # -- the inbound side -------------------------------------------------------------------------
 
-    async def _pump(self, session: TwsSession, handshake: _Handshake) -> None:
+    async def _pump(self, session: TwsSession, handshake: Handshake) -> None:
         """Drain one session's bridge until its run thread stops.
 
         One pump per session, so a late event from a dead session can never be mistaken
@@ -346,7 +355,7 @@ class ConnectionActor:
         finally:
             handshake.pump_done.set()
 
-    async def _drain(self, session: TwsSession, handshake: _Handshake) -> None:
+    async def _drain(self, session: TwsSession, handshake: Handshake) -> None:
         bridge = session.bridge
         reason = "connection closed by TWS"
         while True:
@@ -360,65 +369,29 @@ class ConnectionActor:
                         return
                     if isinstance(event, ev.MalformedMessage):
                         # run() has already disconnected (ConnectionClosed came first); the
-                        # session ends at ReaderStopped, with this as the reason.
-                        reason = "malformed message from TWS: " + event.detail
+                        # session ends at ReaderStopped, with this as the reason. What
+                        # ibapi choked on may quote a price: DEBUG only.
+                        reason = "malformed message from TWS"
+                        log.debug("malformed message from TWS: %s", event.detail)
                     self._inbound(session, handshake, event)
                 emit(event)
 
-    def _inbound(self, session: TwsSession, handshake: _Handshake, event: ev.TwsEvent) -> None:
+    def _inbound(self, session: TwsSession, handshake: Handshake, event: ev.TwsEvent) -> None:
         """What the connection itself learns from an event before it goes to the bus."""
         if isinstance(event, ev.NextValidId):
             handshake.next_order_id = event.order_id
-            if session is self.session and self.is_connected():
+            if session is self.session and self.session_up():
                 self.next_order_id = event.order_id
             handshake.check()
         elif isinstance(event, ev.ManagedAccounts):
             handshake.accounts = event.accounts
             handshake.check()
         elif isinstance(event, ev.TwsError):
-            self._tws_error(session, handshake, event)
+            react_to_error(self, session, handshake, event)
         elif isinstance(event, ev.OrderStatus | ev.OpenOrder):
-            self._order_acknowledged(event.order_id)
+            self.metrics.acknowledged(event.order_id, trio.current_time())
 
-    def _tws_error(self, session: TwsSession, handshake: _Handshake, error: ev.TwsError) -> None:
-        info = codes.classify(error.code)
-        log.log(info.log_level, "TWS %s %d: %s", "error" if info.is_error else "notice",
-                error.code, error.message)
-        if info.is_error:
-            self.last_error = f"{error.code}: {error.message}"
-        self.emit(ErrorOccurred(error.code, error.message, error.req_id, info))
-        strategy = info.strategy
-        if strategy is codes.Strategy.MARK_SUBSCRIPTION_FAILED or error.code in (101, 322):
-            self.market_data_lines.discard(error.req_id)
-        if strategy in (codes.Strategy.REJECT_ORDER, codes.Strategy.FAIL_REQUEST):
-            self._orders_in_flight.pop(error.req_id, None)
-        if strategy is codes.Strategy.CLIENT_ID_IN_USE:
-            handshake.fail(ClientIdInUse(
-                f"client id {self.memory.client_id} is already in use at "
-                f"{self.config.host}:{self.config.port} (TWS error 326)"), rank=2)
-        elif not handshake.done.is_set() and strategy is codes.Strategy.RECONNECT:
-            handshake.fail(ConnectFailed(
-                f"cannot connect to TWS at {self.config.host}:{self.config.port}: "
-                f"{error.message} ({error.code})"), rank=1)
-        elif strategy is codes.Strategy.WAIT_FOR_RESTORE and session is self.session:
-            if self.state is ConnectionState.CONNECTED:
-                self.state = ConnectionState.LINK_DOWN
-                self.emit(LinkLost(error.message))
-        elif (strategy is codes.Strategy.RESET_CONNECTION and handshake.done.is_set()
-              and session is self.session and self.is_connected()):
-            # The stream can no longer be trusted (a lost inbound message, a half-written
-            # request): drop the socket ourselves; the watchdog reconnects and reconciles.
-            assert self._nursery is not None
-            reason = f"TWS error {error.code}: {error.message}"
-            self._nursery.start_soon(self._lost, session, reason)
-        elif strategy in (codes.Strategy.RESTORE_SUBSCRIPTIONS, codes.Strategy.RESUME):
-            if session is self.session and self.state is ConnectionState.LINK_DOWN:
-                self.state = ConnectionState.CONNECTED
-            if session is self.session and self.is_connected():
-                data_lost = strategy is codes.Strategy.RESTORE_SUBSCRIPTIONS
-                self.emit(LinkRestored(data_lost, error.message))
-
-    async def _session_ended(self, session: TwsSession, handshake: _Handshake, reason: str) -> None:
+    async def _session_ended(self, session: TwsSession, handshake: Handshake, reason: str) -> None:
         # Still starting up: connect() has not declared the session established, even if
         # nextValidId and the accounts are in (they may share a batch with the fatal frame,
         # all processed before connect() resumes). Fail the start-up, however far it got.
@@ -426,12 +399,14 @@ class ConnectionActor:
         if starting or not handshake.done.is_set():
             handshake.fail(ConnectFailed(
                 f"TWS at {self.config.host}:{self.config.port} closed the connection during "
-                f"start-up ({reason})"), rank=1)
+                f"start-up ({reason})"), rank=Handshake.CLOSED)
             return
-        if session is self.session and self.is_connected():
-            await self._lost(session, reason)
+        if session is self.session and self.session_up():
+            await self.lost(session, reason)
 
-    async def _lost(self, session: TwsSession, reason: str) -> None:
+    async def lost(self, session: TwsSession, reason: str) -> None:
+        """Drop *session* and report it lost. *reason* is ours (a code and its meaning,
+        never TWS's text), because it is logged and shown to operators."""
         if session is not self.session:
             return  # already dropped (two reasons raced)
         log.warning("connection to TWS lost: %s", reason)
@@ -444,9 +419,8 @@ class ConnectionActor:
             self.session = None
             self.state = ConnectionState.DISCONNECTED
             self.connected_since = None
-            # TWS forgets a client's market data with its socket.
-            self.market_data_lines.clear()
-            self._orders_in_flight.clear()
+            self.metrics.session_dropped()
+            self.farms, self.upstream_degraded = {}, False
         with trio.CancelScope(shield=True):
             await session.close()
 
@@ -457,14 +431,6 @@ _SESSION_EVENTS: frozenset[type] = frozenset({
     ev.NextValidId, ev.ManagedAccounts, ev.TwsError, ev.OrderStatus, ev.OpenOrder,
     ev.MalformedMessage, ev.ReaderStopped,
 })
-
-
-def _percentile_ms(samples: collections.abc.Collection[float], q: float) -> float | None:
-    if not samples:
-        return None
-    ordered = sorted(samples)
-    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))  # nearest rank
-    return round(ordered[index] * 1000, 3)
 
 
 async def run_connection(
@@ -482,38 +448,37 @@ async def run_connection(
     crash the session is closed and its threads are joined before this returns.
     """
     actor = ConnectionActor(config, emit, memory)
+
+    async def on_connect(_: Connect, envelope: Envelope) -> object:
+        if actor.session_up():
+            actor.memory.wanted = True
+            return actor.status()
+        actor.start_connecting().waiters.append(envelope)
+        return NOREPLY  # answered by the attempt; the mailbox is served meanwhile
+
+    async def on_send(message: Send, _: Envelope) -> None:
+        await actor.send(message.request)
+
+    async def on_disconnect(_: Disconnect, __: Envelope) -> None:
+        await actor.disconnect()
+
+    async def on_is_connected(_: IsConnected, __: Envelope) -> bool:
+        return actor.is_connected()
+
+    async def on_status(_: GetStatus, __: Envelope) -> ConnectionStatus:
+        return actor.status()
+
+    async def on_abandon(message: Abandon, _: Envelope) -> None:
+        await actor.abandon(message.reason)
+
     async with trio.open_nursery() as nursery:
         actor.attach(nursery)
         try:
             task_status.started(actor)
-            async for envelope in mailbox:
-                await _handle(actor, envelope)
+            await serve(mailbox, {
+                Send: on_send, Connect: on_connect, Disconnect: on_disconnect,
+                IsConnected: on_is_connected, GetStatus: on_status, Abandon: on_abandon,
+            }, expected=EXPECTED_ERRORS)
         finally:
             await actor.shutdown()
             nursery.cancel_scope.cancel()
-
-
-async def _handle(actor: ConnectionActor, envelope: Envelope) -> None:
-    message = envelope.message
-    try:
-        if isinstance(message, Send):
-            await actor.send(message.request)
-            result: object = None
-        elif isinstance(message, Connect | EnsureConnected):
-            result = await actor.connect()
-        elif isinstance(message, Disconnect):
-            await actor.disconnect()
-            result = None
-        elif isinstance(message, IsConnected):
-            result = actor.is_connected()
-        elif isinstance(message, GetStatus):
-            result = actor.status()
-        elif isinstance(message, Abandon):
-            await actor.abandon(message.reason)
-            result = None
-        else:
-            raise TypeError(f"connection actor got an unknown message {message!r}")
-    except (ConnectFailed, NotConnected, RequestRefused, SendFailed, TypeError) as exc:
-        envelope.fail(exc)
-        return
-    envelope.reply(result)

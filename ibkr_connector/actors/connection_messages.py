@@ -7,11 +7,14 @@ without the machinery (threads, ibapi). Everything here is a frozen value.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 import attrs
 
+from .._errors import IBKRError
 from ..protocol import codes
-from ..protocol.client import ConnectFailed
+from ..protocol.client import ConnectFailed, NotConnected
+from ..protocol.farms import FarmState
 from ..protocol.requests import Request
 
 __all__ = [
@@ -24,12 +27,13 @@ __all__ = [
     "ConnectionState",
     "ConnectionStatus",
     "Disconnect",
-    "EnsureConnected",
     "ErrorOccurred",
     "GetStatus",
     "IsConnected",
+    "LinkDown",
     "LinkLost",
     "LinkRestored",
+    "OrderIdsOutOfSync",
     "Send",
 ]
 
@@ -42,8 +46,16 @@ class ConnectionState(enum.Enum):
     LINK_DOWN = "link-down"
 
 
-class ClientIdInUse(ConnectFailed):
-    """TWS answered 326: another API client already uses this client id."""
+class ClientIdInUse(ConnectFailed, IBKRError):
+    """TWS answered 326: another API client already uses this client id.
+
+    Raised once the ids `IBKRConfig.client_id_retries` allows are used up; the connection
+    is then no longer wanted, so the watchdog does not loop on a refused id."""
+
+
+class LinkDown(NotConnected, IBKRError):
+    """A request offered while TWS has lost its link to IB (1100). It was not sent: the
+    limiter holds it (it is a `NotConnected`) until 1101/1102 restore the link."""
 
 
 # --- events this actor emits ------------------------------------------------------------
@@ -91,6 +103,15 @@ class LinkRestored:
 
 
 @attrs.frozen
+class OrderIdsOutOfSync:
+    """103: TWS refused ``order_id`` as already used. The order-id owner must fetch the
+    next valid id (``reqIds``) before the next placement; the refused order is never
+    re-sent."""
+
+    order_id: int
+
+
+@attrs.frozen
 class ErrorOccurred:
     code: int
     message: str
@@ -103,7 +124,10 @@ class ErrorOccurred:
 
 @attrs.frozen
 class Connect:
-    """Call: connect if not connected. Replies with `ConnectionStatus`, or fails."""
+    """Call: connect unless connected. Replies with `ConnectionStatus` (at once, starting
+    nothing, when the socket is already up), or fails with `ConnectFailed`. A Connect
+    that arrives during an attempt waits for that attempt's outcome; the actor keeps
+    answering its other messages meanwhile."""
 
 
 @attrs.frozen
@@ -112,20 +136,16 @@ class Disconnect:
 
 
 @attrs.frozen
-class EnsureConnected:
-    """Call: like Connect, but a no-op reply when already connected."""
-
-
-@attrs.frozen
 class IsConnected:
-    """Call: reply True when the socket is up and TWS accepted us."""
+    """Call: reply True when requests can go out now: the socket is up, TWS accepted us,
+    and TWS has its link to IB (False during 1100's ``link-down``)."""
 
 
 @attrs.frozen
 class Send:
     """Call: write one request. Replies None once it is written; fails `NotConnected`
-    (certainly not sent: the caller keeps it) or `SendFailed` (the write broke off:
-    delivery unknown, and the session is dropped)."""
+    (certainly not sent: the caller keeps it; `LinkDown` during 1100) or `SendFailed`
+    (the write broke off: delivery unknown, and the session is dropped)."""
 
     request: Request
 
@@ -154,6 +174,8 @@ class ConnectionStatus:
     connected_since: float | None  # trio time
     reconnects: int
     wanted: bool
+    # The last error as "code: meaning" from the codes table (or our own reason): never
+    # TWS's text, which can quote accounts, prices and quantities.
     last_error: str | None
     messages_sent: int
     # Market-data lines this session holds at TWS (reqMktData not yet cancelled or
@@ -163,3 +185,9 @@ class ConnectionStatus:
     # the last orders this session placed; None until one has been measured.
     order_ack_p50_ms: float | None = None
     order_ack_p99_ms: float | None = None
+    # Data-farm health from TWS's farm notices (2103-2108, 2119, 2157, 2158) in this
+    # session: farm name ("usfarm", "ushmds", ...) -> its latest state.
+    farms: Mapping[str, FarmState] = attrs.field(factory=dict)
+    # 2110: TWS's own link to IB's servers is degraded (TWS restores it itself); cleared
+    # by 1101/1102, a farm's OK notice, or a new session.
+    upstream_degraded: bool = False

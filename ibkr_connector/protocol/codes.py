@@ -31,7 +31,7 @@ from typing import Any
 
 import attrs
 
-from .farms import FarmKind, FarmState, FarmStatus, farm_status
+from .farms import FarmKind, FarmState, FarmStatus, farm_status, with_farm_status
 
 __all__ = [
     "CODES",
@@ -45,6 +45,7 @@ __all__ = [
     "classify",
     "farm_status",
     "is_connectivity_loss",
+    "with_farm_status",
 ]
 
 

@@ -18,7 +18,7 @@ from types import MappingProxyType
 
 import attrs
 
-__all__ = ["FarmKind", "FarmState", "FarmStatus", "farm_status"]
+__all__ = ["FarmKind", "FarmState", "FarmStatus", "farm_status", "with_farm_status"]
 
 
 class FarmKind(enum.Enum):
@@ -79,3 +79,16 @@ def farm_status(code: int, message: str = "") -> FarmStatus | None:
         return None
     kind, state = entry
     return FarmStatus(kind, state, _farm_name(message))
+
+
+def with_farm_status(health: Mapping[str, FarmState], status: FarmStatus) -> dict[str, FarmState]:
+    """Farm health after one notice: a new mapping, farm name -> its latest state.
+
+    TWS names the farm in most notices ("usfarm", "ushmds", "secdefnj"); a notice without
+    a name is filed under its kind ("market_data", ...), so it is still seen. The input
+    is not changed: the caller swaps the whole mapping, and a status already handed out
+    keeps the picture it was taken with.
+    """
+    updated = dict(health)
+    updated[status.farm or status.kind.value] = status.state
+    return updated

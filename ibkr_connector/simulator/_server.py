@@ -97,6 +97,7 @@ class TwsSimulator:
         self._orders_changed = trio.Event()
         self._state.orders.on_change = self._orders_changed.set
         nursery.start_soon(self._run_orders)
+        self._silent = False
         if self.host not in _LOOPBACK:
             logger.warning("simulator listening on non-loopback host %s", self.host)
 
@@ -177,6 +178,12 @@ class TwsSimulator:
         for connection in self._targets(client_id):
             data = connection.session.error(req_id, code, text, trio.current_time())
             await connection.send(data)
+
+    def stall_handshakes(self, stalled: bool = True) -> None:
+        """Accept new connections but never answer them (True), as a TWS waiting at a
+        login, 2FA or "accept incoming connection" prompt does; False serves new
+        connections again. A stalled connection stays silent until the client closes it."""
+        self._silent = stalled
 
     def set_reply_delay(self, seconds: float) -> None:
         """Delay every reply (not pushed data) by ``seconds``; 0 clears. Order is kept."""
@@ -355,6 +362,9 @@ class TwsSimulator:
             self._nursery.start_soon(self._serve, stream)
 
     async def _serve(self, stream: trio.SocketStream) -> None:
+        if self._silent:
+            await _stay_silent(stream)
+            return
         connection = ClientConnection(stream, ClientSession(self._state), self._delay_for)
         self._connections.add(connection)
         try:
@@ -365,3 +375,13 @@ class TwsSimulator:
 
     def _delay_for(self) -> float:
         return self._reply_delay
+
+
+async def _stay_silent(stream: trio.SocketStream) -> None:
+    """Read and discard until the client goes: an accepted socket nobody answers."""
+    async with stream:
+        try:
+            while await stream.receive_some(4096):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
