@@ -35,6 +35,7 @@ from ..supervisor import ActorCrashed, ActorNotRunning, Address, CallTimeout, Ma
 from .bus import EventBus
 from .connection import (
     Abandon,
+    ClientIdInUse,
     Connect,
     ConnectionEstablished,
     ConnectionLost,
@@ -252,6 +253,12 @@ async def _reconnect_loop(
                 try:
                     reply = await connection.call(Connect(),
                                                   timeout=config.connection_timeout + 5.0)
+                except ClientIdInUse as exc:
+                    # The connection used up its client ids and no longer wants itself:
+                    # retrying the same id would loop on 326 (docs/errors.md). An explicit
+                    # connect or KeepConnected starts again.
+                    log.error("not reconnecting: %s", exc)
+                    break
                 except (ConnectFailed, ActorCrashed, ActorNotRunning, CallTimeout) as exc:
                     log.log(logging.INFO if expected else logging.WARNING,
                             "reconnect attempt failed: %s", exc)
