@@ -44,16 +44,19 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, overload
 
 import attrs
 import trio
 from ibapi.contract import Contract
+from ibapi.order import Order
 
 from ._errors import IBKRError, SupervisorError, translate_supervisor_errors
 from ._userdirs import state_dir
 from .actors import connection as conn
+from .actors import orders_messages as om
 from .actors.audit import AppendAudit, AuditRecord, TrailMemory, run_audit
 from .actors.bus import BusStats, EventBus, EventBusStats, EventT, Subscription, run_event_bus
 from .actors.limiter import GetLimiterStats, LimiterStats, OutboundQueue, Submit, run_limiter
@@ -78,6 +81,7 @@ from .actors.market_data_messages import (
     Unsubscribe,
 )
 from .actors.order_ids import AllocateOrderIds, OrderIdBook, run_order_ids
+from .actors.orders import ORDER_PEERS, OrdersMemory, run_orders
 from .actors.pacing import PacingGovernor
 from .actors.watchdog import GetWatchdogStatus, KeepConnected, WatchdogStatus, run_watchdog
 from .config import IBKRConfig
@@ -96,6 +100,7 @@ from .supervisor import (
     open_supervisor,
 )
 from .ticker import Ticker
+from .trade import Fill, Trade
 
 __all__ = ["Runtime", "RuntimeStatus", "default_audit_path", "open_runtime"]
 
@@ -149,6 +154,7 @@ class Runtime:
         self._market_data = registry.address("market_data")
         self._market_data_memory = MarketDataMemory(market_data_settings(config))
         self._order_ids_book = OrderIdBook()
+        self._orders_memory = OrdersMemory(registry.address("orders"))
 
     @property
     def supervisor(self) -> Supervisor:
@@ -348,6 +354,121 @@ class Runtime:
                 with contextlib.suppress(SupervisorError):
                     await self._market_data.cast(CloseTickByTick(stream_id))
 
+    # -- orders (the orders actor; see docs/trading.md) ------------------------------------
+    #
+    # Each order call goes to the orders actor, which bounds every wait inside it (contract
+    # details, ids, the audit, the limiter) by ``request_timeout``; the call here waits
+    # for all of that. Cancelled before the limiter claimed the order for the wire, nothing
+    # is sent; once claimed, the order goes out even if the caller stopped waiting, and
+    # the Trade is in `trades()`. A placement that returned is written (or ``Unknown``,
+    # if its write broke off: reconciliation settles it, it is never re-sent).
+
+    def _order_call_timeout(self) -> float:
+        return 4 * self.config.request_timeout + self._call_timeout()
+
+    async def _order_call(self, message: object) -> Any:
+        return await self._orders_memory.address.call(message,
+                                                      timeout=self._order_call_timeout())
+
+    @_ibkr_errors
+    async def place_order(self, contract: Contract, order: Order) -> Trade:
+        """Place ``order`` for ``contract`` (a BAG as given; any other contract is looked
+        up first, so an unknown one is `UnknownContract` and a price off its tick
+        `InvalidOrder`, before the wire). The order id is the runtime's: ``order.orderId``
+        is set. Returns the live `Trade` once the order is written."""
+        trade = await self._order_call(om.Place(contract, order))
+        assert isinstance(trade, Trade)
+        return trade
+
+    @_ibkr_errors
+    async def place_vertical_spread(
+        self, symbol: str, expiry: str, right: str, long_strike: float, short_strike: float,
+        quantity: int, order_type: str = "LMT", limit_price: float | None = None,
+        tif: str = "DAY", *, exchange: str = "SMART", currency: str = "USD",
+    ) -> Trade:
+        """Buy the ``long_strike`` option and sell the ``short_strike`` one (same symbol,
+        expiry and right) as one combo order of ``quantity`` spreads; ``limit_price`` is
+        the net per spread. Bad input is `InvalidOrder` / `UnknownContract` before the
+        wire. Returns the live `Trade` (its ``legs`` name both options)."""
+        trade = await self._order_call(om.PlaceVerticalSpread(
+            symbol, expiry, right, long_strike, short_strike, quantity, order_type,
+            limit_price, tif, exchange, currency))
+        assert isinstance(trade, Trade)
+        return trade
+
+    @_ibkr_errors
+    async def modify(self, trade: Trade, *, limit_price: float | None = None,
+                     quantity: int | Decimal | None = None) -> Trade:
+        """Send ``trade``'s order again under its id with a new limit price and/or quantity
+        (audited as a new intent). `NotOurOrder` for another client's or a finished one."""
+        result = await self._order_call(om.Modify(trade, limit_price, quantity))
+        assert isinstance(result, Trade)
+        return result
+
+    @_ibkr_errors
+    async def cancel(self, trade: Trade) -> Trade:
+        """Cancel ``trade``; returns once TWS acknowledged it (``PendingCancel`` or
+        ``Cancelled``), raises `CancelRefused` if TWS refused. A finished trade: no-op."""
+        result = await self._order_call(om.Cancel(trade))
+        assert isinstance(result, Trade)
+        return result
+
+    @_ibkr_errors
+    async def what_if(self, contract: Contract, order: Order) -> om.OrderImpact:
+        """TWS's margin and commission impact of ``order``; nothing is placed."""
+        impact = await self._order_call(om.WhatIf(om.Place(contract, order)))
+        assert isinstance(impact, om.OrderImpact)
+        return impact
+
+    @_ibkr_errors
+    async def what_if_vertical_spread(
+        self, symbol: str, expiry: str, right: str, long_strike: float, short_strike: float,
+        quantity: int, order_type: str = "LMT", limit_price: float | None = None,
+        tif: str = "DAY", *, exchange: str = "SMART", currency: str = "USD",
+    ) -> om.OrderImpact:
+        """`what_if` for the spread `place_vertical_spread` would place; nothing is placed."""
+        impact = await self._order_call(om.WhatIf(om.PlaceVerticalSpread(
+            symbol, expiry, right, long_strike, short_strike, quantity, order_type,
+            limit_price, tif, exchange, currency)))
+        assert isinstance(impact, om.OrderImpact)
+        return impact
+
+    @_ibkr_errors
+    async def positions(self) -> tuple[om.Position, ...]:
+        """The net of every execution seen (each execId once), per account and instrument."""
+        positions = await self._orders_memory.address.call(om.GetPositions(), timeout=5.0)
+        assert isinstance(positions, tuple)
+        return positions
+
+    @_ibkr_errors
+    async def executions(self) -> tuple[Fill, ...]:
+        """Every distinct execution seen, live or recovered by reconciliation."""
+        fills = await self._orders_memory.address.call(om.GetExecutions(), timeout=5.0)
+        assert isinstance(fills, tuple)
+        return fills
+
+    @_ibkr_errors
+    async def trades(self) -> tuple[Trade, ...]:
+        """Every trade in the book: ours, and other clients' (``read_only``)."""
+        trades = await self._orders_memory.address.call(om.GetTrades(), timeout=5.0)
+        assert isinstance(trades, tuple)
+        return trades
+
+    @_ibkr_errors
+    async def order_stats(self) -> om.OrderStats:
+        """Order ack latency p50/p99 (place -> TWS's first answer) and orders by status."""
+        stats = await self._orders_memory.address.call(om.GetOrderStats(), timeout=5.0)
+        assert isinstance(stats, om.OrderStats)
+        return stats
+
+    @_ibkr_errors
+    async def reconcile_orders(self) -> om.ReconcileReport:
+        """Bring the book in line with TWS now (it also happens at start and after every
+        reconnect or 1101)."""
+        report = await self._order_call(om.Reconcile())
+        assert isinstance(report, om.ReconcileReport)
+        return report
+
     @overload
     def events(self, kinds: None = None, capacity: int = 1000) -> Subscription[object]: ...
     @overload
@@ -541,6 +662,10 @@ def build_tree(config: IBKRConfig, runtime: Runtime, registry: Registry,
                 run_market_data, memory=runtime._market_data_memory, bus=bus,
                 submit=runtime.submit, is_connected=runtime._link_is_up),
                 mailbox_capacity=10_000),
+            ChildSpec("orders", functools.partial(
+                run_orders, memory=runtime._orders_memory, bus=bus,
+                addresses={name: address(name) for name in ORDER_PEERS},
+                timeout=config.request_timeout), mailbox_capacity=10_000),
         ),
     )
     children: list[ChildSpec | SupervisorSpec] = [core, session]

@@ -27,6 +27,7 @@ __all__ = [
     "CancelTickByTickData",
     "Priority",
     "PlaceOrder",
+    "ReqAllOpenOrders",
     "ReqContractDetails",
     "ReqCurrentTime",
     "ReqCurrentTimeInMillis",
@@ -322,11 +323,25 @@ class ReqOpenOrders(Request):
 
 
 @attrs.frozen
-class ReqExecutions(Request):
-    req_id: int = attrs.field(validator=_request_id)
+class ReqAllOpenOrders(Request):
+    """Every client's open orders (others' are shown read-only), then ``openOrderEnd``."""
 
     def apply(self, client: Any) -> None:
-        client.reqExecutions(self.req_id, ExecutionFilter())
+        client.reqAllOpenOrders()
+
+
+@attrs.frozen
+class ReqExecutions(Request):
+    """Executions of the day, or those at or after ``since`` (TWS's execution time text,
+    "YYYYMMDD HH:MM:SS [zone]"), then ``execDetailsEnd``."""
+
+    req_id: int = attrs.field(validator=_request_id)
+    since: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+
+    def apply(self, client: Any) -> None:
+        execution_filter = ExecutionFilter()
+        execution_filter.time = self.since
+        client.reqExecutions(self.req_id, execution_filter)
 
     @property
     def request_id(self) -> int:

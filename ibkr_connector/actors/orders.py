@@ -1,0 +1,506 @@
+"""The orders actor: places, modifies and cancels orders, and keeps the order book true.
+
+Every placement takes one path, in one task at a time (TWS refuses an order id below one
+it already saw, so ids must reach the wire in the order they were handed out):
+
+    allocate an id (order_ids actor) -> write the intent (audit actor, fsync'd)
+    -> the book holds the Trade -> submit through the limiter with the intent's seq
+    -> the intent's outcome (written / abandoned / refused / delivery_unknown) is audited
+
+A write that broke off (`DeliveryUnknown`) leaves the trade ``Unknown``: it is never sent
+again on a guess. Reconciliation settles it: at start and after every reconnect or 1101
+the actor asks TWS for every open order (``reqAllOpenOrders``) and for the executions
+since the last one it saw (``reqExecutions``); once both answers are complete an unknown
+order TWS named (or filled) is adopted, any other is ``NotPlaced``, and the finding is
+audited. Fills that happened while the link was down arrive in that answer; the book
+counts each execId once.
+
+The book (`OrderBook`) and the subscription to TWS's order events live in `OrdersMemory`,
+created by the runtime: a restart of this actor loses no trade, and the events that
+arrived meanwhile are waiting for it. Answers come from the bus; requests leave through
+the limiter; nothing here touches the socket.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import trio
+from ibapi.contract import Contract
+from ibapi.order import Order
+
+from .._errors import IBKRError
+from ..protocol import codes
+from ..protocol import events as ev
+from ..protocol.requests import (
+    CancelOrder,
+    PlaceOrder,
+    ReqAllOpenOrders,
+    ReqExecutions,
+    Request,
+)
+from ..supervisor import NOREPLY, Address, Envelope, Mailbox, SupervisorError, serve
+from ..trade import Leg, RejectedOrder, Trade, TradeStatus
+from .audit import AppendAudit, AppendOutcome, AuditRecord, OrderOutcome
+from .bus import EventBus, Subscription
+from .connection_messages import (
+    ConnectionEstablished,
+    ConnectionRecovered,
+    ConnectionState,
+    ConnectionStatus,
+    ErrorOccurred,
+    GetStatus,
+)
+from .limiter import DeliveryUnknown, submit_through
+from .market_data_messages import ContractInfo, GetContractDetails, UnknownContract
+from .order_book import OrderBook
+from .order_ids import AllocateOrderIds
+from .orders_messages import (
+    Cancel,
+    CancelRefused,
+    GetExecutions,
+    GetOrderStats,
+    GetPositions,
+    GetTrades,
+    Modify,
+    NotOurOrder,
+    OrderReconciled,
+    Place,
+    PlaceVerticalSpread,
+    Reconcile,
+    ReconcileReport,
+    WhatIf,
+)
+from .vertical_spread import build_spread, check_order, leg_queries
+from .watchdog import RestoreRequested
+from .what_if import PendingWhatIf
+
+__all__ = ["ORDER_EVENTS", "ORDER_PEERS", "OrdersMemory", "run_orders"]
+
+log = logging.getLogger(__name__)
+
+#: What the orders actor reads from the bus.
+ORDER_EVENTS: tuple[type, ...] = (
+    ev.OpenOrder, ev.OrderStatus, ev.ExecDetails, ev.ExecDetailsEnd, ev.OpenOrderEnd,
+    ev.WrapperCallback, ErrorOccurred, ConnectionEstablished, ConnectionRecovered,
+    RestoreRequested,
+)
+#: The actors it talks to, by name (``addresses`` in `run_orders`).
+ORDER_PEERS = ("limiter", "audit", "order_ids", "market_data", "connection")
+_RECONCILE_TRIGGERS = (ConnectionEstablished, ConnectionRecovered, RestoreRequested)
+_ABANDON_POLL = 0.05
+_EXEC_REQ_BASE = 1_900_000_000  # far above the market-data actor's ids (from 1e9)
+_CANCEL_ACKED = frozenset({TradeStatus.PENDING_CANCEL, TradeStatus.CANCELLED,
+                           TradeStatus.API_CANCELLED})
+
+
+@attrs.define
+class OrdersMemory:
+    """What outlives the orders actor: the book, its bus subscription, the req-id counter,
+    each own trade's price tick (checked again on modify). ``address`` is the actor's
+    (tree-owned, so as stable as this memory): the runtime reaches the actor through it."""
+
+    address: Address
+    book: OrderBook = attrs.Factory(OrderBook)
+    subscription: Subscription[object] | None = None
+    ticks: dict[int, float] = attrs.Factory(dict)
+    _req_ids: Iterator[int] = attrs.Factory(lambda: itertools.count(_EXEC_REQ_BASE))
+
+    def next_req_id(self) -> int:
+        return next(self._req_ids)
+
+
+@attrs.define
+class _CancelWait:
+    done: trio.Event = attrs.Factory(trio.Event)
+    refusal: CancelRefused | None = None
+
+
+class OrdersActor:
+    """One incarnation's working state around the runtime-owned memory."""
+
+    def __init__(self, memory: OrdersMemory, bus: EventBus, addresses: dict[str, Address],
+                 timeout: float, nursery: trio.Nursery) -> None:
+        self.memory, self.book, self.bus = memory, memory.book, bus
+        self.limiter, self.audit = addresses["limiter"], addresses["audit"]
+        self.order_ids, self.market_data = addresses["order_ids"], addresses["market_data"]
+        self.connection = addresses["connection"]
+        self.timeout, self.nursery = timeout, nursery
+        self.place_lock = trio.Lock()
+        self.reconcile_lock = trio.Lock()
+        self.reconcile_queued = False
+        self.what_ifs: dict[int, PendingWhatIf] = {}
+        self.cancels: dict[int, list[_CancelWait]] = {}
+        self.open_orders_end = trio.Event()
+        self.exec_ends: dict[int, trio.Event] = {}
+
+    def publish(self, events: list[object]) -> None:
+        for event in events:
+            self.bus.publish(event)
+
+    # -- placing ---------------------------------------------------------------------------
+
+    async def place(self, contract: Contract, order: Order) -> Trade:
+        info = await self._qualify(contract) if contract.secType != "BAG" else None
+        check_order(order, info.min_tick if info else None)
+        return await self._place(info.contract if info else contract, order, (),
+                                 info.min_tick if info else None)
+
+    async def place_spread(self, spec: PlaceVerticalSpread) -> Trade:
+        contract, order, legs, tick = await self._spread(spec)
+        return await self._place(contract, order, legs, tick)
+
+    async def _spread(self, spec: PlaceVerticalSpread
+                      ) -> tuple[Contract, Order, tuple[Leg, ...], float]:
+        long_query, short_query = leg_queries(spec)
+        long, short = await self._qualify(long_query), await self._qualify(short_query)
+        contract, order, legs = build_spread(spec, long, short)
+        return contract, order, legs, min(long.min_tick, short.min_tick)
+
+    async def _place(self, contract: Contract, order: Order, legs: tuple[Leg, ...],
+                     tick: float | None) -> Trade:
+        async with self.place_lock:
+            order_id, seq, request = await self._intent(contract, order)
+            trade = Trade(order_id, await self._client_id(), contract, order, legs,
+                          remaining=Decimal(order.totalQuantity))
+            if tick is not None:
+                self.memory.ticks[order_id] = tick
+            self.book.add(trade, trio.current_time())
+            await self._submit(request, seq, trade)
+        return trade
+
+    async def _intent(self, contract: Contract, order: Order,
+                      **extra: Any) -> tuple[int, int, PlaceOrder]:
+        ids = await self.order_ids.call(AllocateOrderIds(1), timeout=self.timeout)
+        assert isinstance(ids, range)
+        order.orderId = ids.start
+        request = PlaceOrder(ids.start, contract, order)
+        record = await self._audit("order_intent", **request.audit_fields(), **extra)
+        return ids.start, record.seq, request
+
+    async def _submit(self, request: PlaceOrder | CancelOrder, seq: int,
+                      trade: Trade | None) -> None:
+        """Through the limiter; the outcome is audited whatever it is. A DeliveryUnknown
+        for a placement is not raised: the trade says ``Unknown`` and reconciliation ends
+        it. Every other failure is raised (and means: never written)."""
+        now = trio.current_time
+        outcome = OrderOutcome.REFUSED
+        try:
+            await submit_through(self.limiter, request, seq, self.timeout)
+            outcome = OrderOutcome.WRITTEN
+        except DeliveryUnknown:
+            outcome = OrderOutcome.DELIVERY_UNKNOWN
+            if trade is None or not isinstance(request, PlaceOrder) or trade.order.whatIf:
+                raise
+            if trade.status is TradeStatus.PENDING_SUBMIT:
+                self.publish(self.book.delivery_unknown(trade, now()))
+        except (trio.Cancelled, SupervisorError, IBKRError) as exc:
+            if isinstance(exc, trio.Cancelled | SupervisorError):
+                outcome = OrderOutcome.ABANDONED
+            if trade is not None and isinstance(request, PlaceOrder):
+                self.publish(self.book.not_sent(trade, now(), type(exc).__name__))
+            raise
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._outcome(seq, request.order_id, outcome)
+
+    # -- modify, cancel, whatIf ------------------------------------------------------------
+
+    async def modify(self, message: Modify) -> Trade:
+        trade = self._own(message.trade)
+        if trade.is_done or trade.status is TradeStatus.UNKNOWN:
+            raise NotOurOrder(f"order {trade.order_id} is {trade.status.value}: not modifiable")
+        order = copy.copy(trade.order)
+        if message.limit_price is not None:
+            order.lmtPrice = message.limit_price
+        if message.quantity is not None:
+            order.totalQuantity = Decimal(message.quantity)
+        check_order(order, self.memory.ticks.get(trade.order_id))
+        request = PlaceOrder(trade.order_id, trade.contract, order)
+        record = await self._audit("order_intent", **request.audit_fields(), modify=True)
+        await self._submit(request, record.seq, None)
+        trade.order = order
+        return trade
+
+    async def cancel(self, message: Cancel) -> Trade:
+        trade = self._own(message.trade)
+        if trade.is_done:
+            return trade
+        request = CancelOrder(trade.order_id)
+        record = await self._audit("cancel_intent", **request.audit_fields())
+        wait = _CancelWait()
+        self.cancels.setdefault(trade.order_id, []).append(wait)
+        try:
+            await self._submit(request, record.seq, None)
+            with trio.move_on_after(self.timeout):
+                await wait.done.wait()
+        finally:
+            self.cancels[trade.order_id].remove(wait)
+        if wait.refusal is not None:
+            raise wait.refusal
+        return trade
+
+    async def what_if(self, message: WhatIf) -> object:
+        target = message.target
+        if isinstance(target, Place):
+            info = (await self._qualify(target.contract)
+                    if target.contract.secType != "BAG" else None)
+            contract, order = (info.contract if info else target.contract), copy.copy(
+                target.order)
+            check_order(order, info.min_tick if info else None)
+        else:
+            contract, order, _legs, _tick = await self._spread(target)
+        order.whatIf = True
+        async with self.place_lock:
+            order_id, seq, request = await self._intent(contract, order)
+            pending = self.what_ifs[order_id] = PendingWhatIf(order_id)
+            try:
+                await self._submit(request, seq, None)
+            except BaseException:
+                del self.what_ifs[order_id]
+                raise
+        try:
+            return await pending.result(self.timeout)
+        finally:
+            self.what_ifs.pop(order_id, None)
+
+    # -- TWS's events ----------------------------------------------------------------------
+
+    def on_event(self, event: object) -> None:
+        book, now = self.book, trio.current_time()
+        if isinstance(event, ev.OpenOrder):
+            pending = self.what_ifs.get(event.order_id)
+            if pending is not None and event.order.whatIf:
+                pending.answer(event.order_state)
+            elif not event.order.whatIf:
+                self._after(book.on_open_order(event, now), event.order_id)
+        elif isinstance(event, ev.OrderStatus):
+            self._after(book.on_status(event, now), event.order_id)
+        elif isinstance(event, ev.ExecDetails):
+            self.publish(book.on_execution(event))
+        elif isinstance(event, ev.WrapperCallback):
+            if event.method in ("commissionAndFeesReport", "commissionReport") and event.args:
+                report = event.args[0]
+                book.on_commission(report.execId, float(
+                    getattr(report, "commissionAndFees", getattr(report, "commission", 0.0))))
+        elif isinstance(event, ev.OpenOrderEnd):
+            self.open_orders_end.set()
+        elif isinstance(event, ev.ExecDetailsEnd):
+            end = self.exec_ends.get(event.req_id)
+            if end is not None:
+                end.set()
+        elif isinstance(event, ErrorOccurred):
+            self.on_error(event, now)
+        if isinstance(event, ConnectionEstablished | ConnectionRecovered):
+            book.client_id = event.client_id
+        if isinstance(event, _RECONCILE_TRIGGERS):
+            self.nursery.start_soon(self.reconcile_quietly)
+
+    def on_error(self, event: ErrorOccurred, now: float) -> None:
+        pending = self.what_ifs.get(event.req_id)
+        if pending is not None and event.info.category in (
+                codes.Category.ORDER, codes.Category.CONTRACT, codes.Category.REQUEST):
+            pending.fail(RejectedOrder(event.req_id, event.code, event.info.meaning,
+                                       event.message))
+            return
+        if event.info.strategy is codes.Strategy.CANCEL_REFUSED:
+            for wait in self.cancels.get(event.req_id, ()):
+                wait.refusal = CancelRefused(event.req_id, event.code, event.info.meaning)
+                wait.done.set()
+            return
+        self._after(self.book.on_error(event.req_id, event.info, event.message, now),
+                    event.req_id)
+
+    def _after(self, events: list[object], order_id: int) -> None:
+        self.publish(events)
+        trade = self.book.own(order_id)
+        if trade is not None and (trade.status in _CANCEL_ACKED or trade.is_done):
+            for wait in self.cancels.get(order_id, ()):
+                wait.done.set()
+
+    # -- reconciliation --------------------------------------------------------------------
+
+    async def reconcile_quietly(self) -> None:
+        """A trigger's reconciliation: at most one waits behind the running one."""
+        if self.reconcile_queued:
+            return
+        self.reconcile_queued = True
+        try:
+            async with self.reconcile_lock:
+                self.reconcile_queued = False
+                await self._reconcile()
+        except (IBKRError, SupervisorError) as exc:
+            log.warning("order reconciliation did not finish (%s); it runs again on the "
+                        "next reconnect", type(exc).__name__)
+
+    async def reconcile(self) -> ReconcileReport:
+        async with self.reconcile_lock:
+            return await self._reconcile()
+
+    async def _reconcile(self) -> ReconcileReport:
+        book = self.book
+        book.client_id = await self._client_id()
+        before = len(book.fills)
+        book.begin_reconciliation()
+        try:
+            self.open_orders_end = trio.Event()
+            await self._send(ReqAllOpenOrders())
+            with trio.fail_after(self.timeout):
+                await self.open_orders_end.wait()
+            req_id = self.memory.next_req_id()
+            end = self.exec_ends[req_id] = trio.Event()
+            try:
+                await self._send(ReqExecutions(req_id, since=book.last_exec_time))
+                with trio.fail_after(self.timeout):
+                    await end.wait()
+            finally:
+                del self.exec_ends[req_id]
+        except BaseException:
+            book.abandon_reconciliation()
+            raise
+        open_orders = sum(1 for t in book.trades.values() if not t.is_done)
+        adopted, not_placed = book.finish_reconciliation(trio.current_time())
+        for trade, found in [(t, True) for t in adopted] + [(t, False) for t in not_placed]:
+            with trio.CancelScope(shield=True):
+                await self._audit("order_reconciled", order_id=trade.order_id, found=found,
+                                  status=trade.status.value)
+            self.publish([OrderReconciled(trade.order_id, found)])
+            self._after([], trade.order_id)
+        return ReconcileReport(open_orders, len(book.fills) - before,
+                               tuple(t.order_id for t in adopted),
+                               tuple(t.order_id for t in not_placed))
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _own(self, trade: Trade) -> Trade:
+        held = self.book.trades.get((trade.client_id, trade.order_id))
+        if held is not trade or trade.read_only:
+            raise NotOurOrder(f"order {trade.order_id} of client {trade.client_id} is not "
+                              "this runtime's to change")
+        return trade
+
+    async def _qualify(self, contract: Contract) -> ContractInfo:
+        infos = await self.market_data.call(GetContractDetails(contract),
+                                            timeout=self.timeout)
+        assert isinstance(infos, tuple)
+        if len(infos) != 1:
+            raise UnknownContract(f"the contract is ambiguous: {len(infos)} instruments match")
+        info = infos[0]
+        assert isinstance(info, ContractInfo)
+        return info
+
+    async def _client_id(self) -> int:
+        if self.book.client_id is None:
+            status = await self.connection.call(GetStatus(), timeout=self.timeout)
+            assert isinstance(status, ConnectionStatus)
+            self.book.client_id = status.client_id
+        return self.book.client_id
+
+    async def _audit(self, kind: str, **fields: Any) -> AuditRecord:
+        record = await self.audit.call(AppendAudit(kind, fields), timeout=self.timeout)
+        assert isinstance(record, AuditRecord)
+        return record
+
+    async def _outcome(self, seq: int, order_id: int, outcome: OrderOutcome) -> None:
+        try:
+            await self.audit.call(AppendOutcome(seq, order_id, outcome), timeout=self.timeout)
+        except SupervisorError as exc:  # the trail settles it at the next start
+            log.warning("could not audit the outcome of intent %d: %s", seq,
+                        type(exc).__name__)
+
+    async def _send(self, request: Request) -> None:
+        await submit_through(self.limiter, request, None, self.timeout)
+
+
+async def run_orders(
+    mailbox: Mailbox,
+    *,
+    memory: OrdersMemory,
+    bus: EventBus,
+    addresses: dict[str, Address],
+    timeout: float,  # noqa: ASYNC109 - the bound of each wait on another actor or TWS
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The supervised actor: serve the order calls; keep the book in line with TWS."""
+    if memory.subscription is None:
+        memory.subscription = bus.subscribe(ORDER_EVENTS, capacity=100_000)
+    subscription = memory.subscription
+    async with trio.open_nursery() as nursery:
+        actor = OrdersActor(memory, bus, addresses, timeout, nursery)
+        nursery.start_soon(_pump, subscription, actor.on_event)
+        if await _link_up(actor):
+            nursery.start_soon(actor.reconcile_quietly)  # edges missed while we were down
+        task_status.started()
+        await serve(mailbox, _handlers(actor, nursery))
+        nursery.cancel_scope.cancel()
+
+
+async def _pump(subscription: Subscription[object], handle: Callable[[object], None]) -> None:
+    async for event in subscription:
+        handle(event)
+
+
+async def _link_up(actor: OrdersActor) -> bool:
+    try:
+        status = await actor.connection.call(GetStatus(), timeout=5.0)
+    except SupervisorError:
+        return False
+    if not isinstance(status, ConnectionStatus) or status.state is not ConnectionState.CONNECTED:
+        return False
+    actor.book.client_id = status.client_id
+    return True
+
+
+async def _cancel_when_abandoned(envelope: Envelope, scope: trio.CancelScope) -> None:
+    # A caller that stopped waiting (cancelled, or its call timed out) must not have its
+    # order go out later: the work is cancelled, and submit_through's rule applies (not
+    # yet claimed for the wire: never written; claimed: the write finishes).
+    while not envelope.abandoned:  # noqa: ASYNC110 - the slot offers no event to wait on
+        await trio.sleep(_ABANDON_POLL)
+    scope.cancel()
+
+
+def _handlers(actor: OrdersActor, nursery: trio.Nursery) -> dict[type, Any]:
+    def in_task(work: Callable[[Any], Awaitable[object]]) -> Any:
+        async def handler(message: Any, envelope: Envelope) -> object:
+            async def run() -> None:
+                async with trio.open_nursery() as inner:
+                    inner.start_soon(_cancel_when_abandoned, envelope, inner.cancel_scope)
+                    try:
+                        result = await work(message)
+                    except (IBKRError, SupervisorError, ValueError) as exc:
+                        envelope.fail(exc)
+                    else:
+                        envelope.reply(result)
+                    inner.cancel_scope.cancel()
+
+            nursery.start_soon(run)
+            return NOREPLY
+
+        return handler
+
+    def now(view: Callable[[], object]) -> Any:
+        async def handler(_message: Any, _envelope: Envelope) -> object:
+            return view()
+
+        return handler
+
+    book = actor.book
+    return {
+        Place: in_task(lambda m: actor.place(m.contract, m.order)),
+        PlaceVerticalSpread: in_task(actor.place_spread),
+        Modify: in_task(actor.modify),
+        Cancel: in_task(actor.cancel),
+        WhatIf: in_task(actor.what_if),
+        Reconcile: in_task(lambda _m: actor.reconcile()),
+        GetPositions: now(book.positions),
+        GetExecutions: now(lambda: tuple(book.fills.values())),
+        GetTrades: now(lambda: tuple(book.trades.values())),
+        GetOrderStats: now(book.stats),
+    }
