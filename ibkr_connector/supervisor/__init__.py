@@ -22,6 +22,7 @@ from ._errors import (
 from ._events import ChildInfo, ChildState, SupervisionEvent, SupervisionEventKind
 from ._mailbox import Address, Envelope, Mailbox, Registry
 from ._policy import RestartIntensity, backoff_delay
+from ._server import NOREPLY, Handler, NoReply, Stop, serve
 from ._spec import (
     DEFAULT_MAX_RESTARTS,
     DEFAULT_MAX_SECONDS,
@@ -31,7 +32,6 @@ from ._spec import (
     Strategy,
     SupervisorSpec,
 )
-from ._server import NOREPLY, Handler, NoReply, Stop, serve
 from ._supervisor import Supervisor, open_supervisor
 
 __all__ = [

@@ -5,12 +5,16 @@ across restarts of its supervisor): state, counters, the mailbox core, and the c
 :class:`Incarnation`, if any. :func:`run_incarnation` is the task body that wraps one
 call of the start function: it turns every way the call can end into an outcome for
 the supervisor, so a child's exception never escapes into the supervisor's nursery.
+
+This module is the bottom of the tree's layers (``_child`` <- ``_node`` <- ``_tree`` <-
+``_supervisor``): a record does not know the live supervisor that runs its children;
+the tree maps records to running nodes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import trio
 
@@ -19,9 +23,6 @@ from ._events import ChildInfo, ChildState
 from ._mailbox import Mailbox, _MailboxCore
 from ._policy import ExitKind
 from ._spec import ChildSpec, SupervisorSpec
-
-if TYPE_CHECKING:
-    from ._node import SupervisorNode
 
 
 def describe_error(exc: BaseException) -> str:
@@ -98,7 +99,7 @@ class ChildRecord:
     """Everything the tree knows about one child, kept across its incarnations."""
 
     __slots__ = ("spec", "parent", "children", "core", "state", "restarts", "last_error",
-                 "launched", "incarnation", "node", "due_at", "terminated", "backoff_attempt")
+                 "launched", "incarnation", "due_at", "terminated", "backoff_attempt")
 
     def __init__(
         self,
@@ -115,7 +116,6 @@ class ChildRecord:
         self.last_error: str | None = None
         self.launched = False
         self.incarnation: Incarnation | None = None
-        self.node: SupervisorNode | None = None  # the running node, for supervisors
         self.due_at: float | None = None  # when a pending (re)start may happen
         # Sticky STOPPED: terminated by an operator, or a temporary child that ended.
         # Such a child is started again only by an operator, never by a restart.

@@ -8,6 +8,10 @@ as exceptions. The loop is only ever blocked by a child's start (until it report
 started; a stop request interrupts that) and by graceful stops (bounded by shutdown
 timeouts). Past its restart intensity, a supervisor stops its children in reverse order
 and raises ``SupervisorEscalation`` to its parent.
+
+A node needs a few services of the tree it runs in (events, the name index, the map of
+live nodes); it declares them as the :class:`TreeServices` protocol, which ``_tree.Tree``
+satisfies, so the dependency runs one way: ``_child`` <- ``_node`` <- ``_tree``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import attrs
 import trio
@@ -26,11 +30,32 @@ from ._events import ChildState, SupervisionEventKind
 from ._policy import ABNORMAL, RestartIntensity, backoff_delay, next_attempt, should_restart
 from ._spec import ChildSpec, Restart, Strategy, SupervisorSpec
 
-if TYPE_CHECKING:
-    from ._tree import Tree
-
 Kind = SupervisionEventKind
 Operation = Literal["restart", "terminate", "start", "add", "delete"]
+
+
+class TreeServices(Protocol):
+    """What a running supervisor needs from its tree (``_tree.Tree`` provides it)."""
+
+    def emit(self, kind: Kind, supervisor: str, child: str, reason: str) -> None:
+        """Publish one supervision event."""
+
+    def mark_stopped(self, record: ChildRecord, reason: str) -> None:
+        """``record`` and its subtree are STOPPED: close mailboxes, fail pending calls."""
+
+    def adopt(
+        self, spec: ChildSpec | SupervisorSpec, parent: ChildRecord | None
+    ) -> ChildRecord:
+        """Build (and validate) records for a new child under ``parent``."""
+
+    def forget(self, record: ChildRecord) -> None:
+        """Remove a deleted child and its subtree from the tree."""
+
+    def attach(self, node: SupervisorNode) -> None:
+        """``node`` now runs its record's children and takes its operator commands."""
+
+    def detach(self, node: SupervisorNode) -> None:
+        """``node`` has ended (a no-op if another node runs that record by now)."""
 
 
 @attrs.define(eq=False)
@@ -77,7 +102,7 @@ class _GiveUp(Exception):
 class SupervisorNode:
     """The live part of one supervisor incarnation (its record outlives it)."""
 
-    def __init__(self, tree: Tree, record: ChildRecord) -> None:
+    def __init__(self, tree: TreeServices, record: ChildRecord) -> None:
         assert isinstance(record.spec, SupervisorSpec)
         self.spec: SupervisorSpec = record.spec
         self.record = record
@@ -105,7 +130,7 @@ class SupervisorNode:
         intensity is exceeded.
         """
         give_up: _GiveUp | None = None
-        self.record.node = self
+        self._tree.attach(self)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -125,8 +150,7 @@ class SupervisorNode:
                     self._fail_commands()
                     nursery.cancel_scope.cancel()
         finally:
-            if self.record.node is self:
-                self.record.node = None
+            self._tree.detach(self)
         if give_up is not None:
             self._tree.emit(Kind.ESCALATED, self.name, give_up.child.name, give_up.last_error)
             raise SupervisorEscalation(

@@ -122,9 +122,8 @@ class Supervisor:
             raise ValueError(f"{name!r} is a worker, not a supervisor")
         return record
 
-    @staticmethod
-    def _node_of(record: ChildRecord) -> SupervisorNode:
-        node = record.node
+    def _node_of(self, record: ChildRecord) -> SupervisorNode:
+        node = self._tree.node_of(record)
         if node is None or not node.accepting:
             raise ActorNotRunning(record.name, "this supervisor is not running")
         return node

@@ -2,8 +2,9 @@
 
 A :class:`Tree` owns the name index (names are unique in the whole tree), binds worker
 names to mailboxes in the :class:`Registry`, publishes supervision events, and runs the
-root supervisor. Supervisors (``_node``) call into it; the public handle
-(``_supervisor``) reads from it. Everything here is synchronous except ``run_root``.
+root supervisor. Supervisors (``_node``) call into it through the ``TreeServices``
+protocol they declare; the public handle (``_supervisor``) reads from it. Everything here
+is synchronous except ``run_root``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Tree:
         self.index: dict[str, ChildRecord] = {}
         self.escalation: SupervisorEscalation | None = None
         self.body_scope: trio.CancelScope | None = None
+        # The running node of each supervisor record (none while it is not running).
+        self.nodes: dict[ChildRecord, SupervisorNode] = {}
         self.root = self.adopt(spec, None)
 
     # -- membership -------------------------------------------------------------------
@@ -77,6 +80,17 @@ class Tree:
             self.index.pop(each.name, None)
             if each.core is not None:
                 each.core.close("deleted from the supervision tree", unbind=True)
+
+    def attach(self, node: SupervisorNode) -> None:
+        self.nodes[node.record] = node
+
+    def detach(self, node: SupervisorNode) -> None:
+        if self.nodes.get(node.record) is node:
+            del self.nodes[node.record]
+
+    def node_of(self, record: ChildRecord) -> SupervisorNode | None:
+        """The running node of a supervisor record, if it runs."""
+        return self.nodes.get(record)
 
     def lookup(self, name: str) -> ChildRecord:
         record = self.index.get(name)
