@@ -1,8 +1,9 @@
 """The audit actor: the one writer of the audit trail, and its reader of order events.
 
-``Runtime.submit`` asks it to write an ``order_intent`` / ``cancel_intent`` record before a
-request goes to the limiter (the limiter refuses an order without one), and then the
-intent's ``order_outcome``. Order status changes and executions reach it from a bus
+Whoever sends an order (the orders actor, or ``Runtime.submit`` for a raw request) asks it
+to write an ``order_intent`` / ``cancel_intent`` record before the request goes to the
+limiter (the limiter refuses an order without one), and then the intent's
+``order_outcome`` (:class:`AppendOutcome`). Order status changes and executions reach it from a bus
 subscription the runtime owns. The file itself (:mod:`.audit_trail`) is synchronous I/O;
 this actor runs it in a worker thread (``trio.to_thread.run_sync``, not abandoned on
 cancel) so an fsync never blocks the event loop, and a write that has started always

@@ -1,7 +1,8 @@
 """The audit trail file: an append-only, fsync'd JSON-lines record of every order intent.
 
-``Runtime.submit`` writes an ``order_intent`` (or ``cancel_intent``) record *before* the
-request reaches the limiter, and so the wire; the limiter refuses an order without one.
+Whoever sends an order (the orders actor, or ``Runtime.submit`` for a raw request) writes
+an ``order_intent`` (or ``cancel_intent``) record *before* the request reaches the limiter,
+and so the wire; the limiter refuses an order without one.
 What became of each intent follows as an ``order_outcome`` record, and TWS's word on the
 order as ``order_status`` and ``execution`` records. So the trail must be durable (a record
 is acknowledged only after ``os.fsync``), survive a crash in the middle of a write (a torn
