@@ -11,10 +11,11 @@ not say whether it did. So every intent gets exactly one outcome record naming i
   was written, so nobody knows; the audit actor writes this for every such intent when
   the runtime starts again. Like ``delivery_unknown`` it asks for reconciliation.
 
-The first four are written by whoever submitted the intent (the orders actor, ``Runtime.submit``). The scan (:func:`scan_trail`, synchronous:
-run it in a thread) also finds the highest order id any intent ever used, because TWS's
-``nextValidId`` after a restart may hand out ids the trail already holds: the runtime takes
-the next id as the larger of the two.
+The first four are written by whoever submitted the intent (the orders actor,
+``Runtime.submit``). The scan (:func:`scan_trail`, synchronous: run it in a thread) also
+finds the highest order id any intent ever used, because TWS's ``nextValidId`` after a
+restart may hand out ids the trail already holds: the runtime takes the next id as the
+larger of the two.
 """
 
 from __future__ import annotations
