@@ -4,10 +4,11 @@
 Layer: ``actors/``, beside `connection`. Every TWS error event the connection sees goes
 through `react_to_error`: it is logged at the table's level with the table's meaning (TWS's
 own text, which can quote accounts, prices and quantities, only at DEBUG), emitted as a
-classified `ErrorOccurred`, and then acted on by the strategy's entry in `REACTIONS`. A
-strategy the connection does not act on itself is acted on by the actor named in
-`ACTED_ON_ELSEWHERE`, from the `ErrorOccurred` on the bus; `docs/errors.md` says which, and
-a test checks that every strategy is in one of the two.
+classified `ErrorOccurred`, and then acted on by the strategy's entry in `REACTIONS`. The
+strategies the connection leaves alone are acted on by other actors (limiter, market_data,
+orders, order_ids) from that `ErrorOccurred` or the raw `TwsError`, through the same
+`classify`; `docs/errors.md` says who does what, and a test checks that every strategy is
+acted on somewhere.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .connection_session import Handshake
 if TYPE_CHECKING:
     from .connection import ConnectionActor
 
-__all__ = ["ACTED_ON_ELSEWHERE", "ENDS_REQUEST", "REACTIONS", "describe", "react_to_error"]
+__all__ = ["ENDS_REQUEST", "REACTIONS", "describe", "react_to_error"]
 
 log = logging.getLogger("ibkr_connector.actors.connection")
 
@@ -150,24 +151,6 @@ REACTIONS: Mapping[codes.Strategy, Reaction] = MappingProxyType({
 #: Strategies that end the request carrying the id: the connection stops counting it (a
 #: market-data line, an order awaiting its acknowledgement).
 ENDS_REQUEST: frozenset[codes.Strategy] = frozenset({
-    S.FAIL_REQUEST, S.REJECT_ORDER, S.MARK_SUBSCRIPTION_FAILED, S.RESYNC_ORDER_IDS,
-})
-
-#: Strategies another actor acts on, from the classified `ErrorOccurred` on the bus. The
-#: order book and market-data actors are not in the tree yet: until they are, their
-#: strategies end at that event (and at `ENDS_REQUEST` above). IGNORE and WARN are done by
-#: logging at the table's level.
-ACTED_ON_ELSEWHERE: Mapping[codes.Strategy, str] = MappingProxyType({
-    S.IGNORE: "nobody: logged below WARNING",
-    S.WARN: "nobody: logged at WARNING or above",
-    S.BACKOFF_AND_RETRY: "limiter",
-    S.FAIL_REQUEST: "the request's owner",
-    S.REJECT_ORDER: "orders",
-    S.ORDER_CANCELLED: "orders",
-    S.CANCEL_REFUSED: "orders",
-    S.RESYNC_ORDER_IDS: "order_ids (from OrderIdsOutOfSync)",
-    S.MARK_SUBSCRIPTION_FAILED: "market_data",
-    S.MARK_SUBSCRIPTION_DEGRADED: "market_data",
-    S.RESUBSCRIBE: "market_data",
-    S.CLEAR_DEPTH_BOOK: "market_data",
+    S.FAIL_REQUEST, S.REJECT_ORDER, S.MARK_SUBSCRIPTION_FAILED, S.TRY_DELAYED,
+    S.RESYNC_ORDER_IDS,
 })

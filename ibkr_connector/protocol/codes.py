@@ -108,10 +108,6 @@ class Strategy(enum.Enum):
     TRY_DELAYED = "try_delayed"
     # The subscription lives but delivers less (delayed or partial): flag it to subscribers.
     MARK_SUBSCRIPTION_DEGRADED = "mark_subscription_degraded"
-    # TWS stopped this subscription: request it again (once its data farm is back).
-    RESUBSCRIBE = "resubscribe"
-    # 317: empty the market-depth book for this id before applying new entries.
-    CLEAR_DEPTH_BOOK = "clear_depth_book"
 
 
 def _one_line(_instance: Any, attribute: attrs.Attribute[str], value: str) -> None:
@@ -278,9 +274,11 @@ TABLE: tuple[CodeInfo, ...] = (
          "Max number of market depth requests has been reached"),
         (310, _C.MARKET_DATA, _S.IGNORE, _NOTE, INFO,
          "Can't find the subscribed market depth with this ticker id"),
-        (316, _C.MARKET_DATA, _S.RESUBSCRIBE, _NOTE, WARNING,
+        # 316, 317, 10225, 10182 are about streams the runtime never requests (market
+        # depth, real-time bars, keepUpToDate history): logged, nothing to act on.
+        (316, _C.MARKET_DATA, _S.WARN, _NOTE, WARNING,
          "Market depth data has been halted; re-subscribe"),
-        (317, _C.MARKET_DATA, _S.CLEAR_DEPTH_BOOK, _NOTE, INFO,
+        (317, _C.MARKET_DATA, _S.IGNORE, _NOTE, INFO,
          "Market depth data has been reset; empty the book before new entries"),
         (354, _C.MARKET_DATA, _S.TRY_DELAYED, _ERR, ERROR,
          "Requested market data is not subscribed (no live data permission)"),
@@ -304,7 +302,7 @@ TABLE: tuple[CodeInfo, ...] = (
          "Max number of tick-by-tick requests has been reached"),
         (10197, _C.MARKET_DATA, _S.MARK_SUBSCRIPTION_FAILED, _ERR, ERROR,
          "No market data during a competing live session (user logged in elsewhere)"),
-        (10225, _C.MARKET_DATA, _S.RESUBSCRIBE, _NOTE, WARNING,
+        (10225, _C.MARKET_DATA, _S.WARN, _NOTE, WARNING,
          "Bust event: the real-time bars subscription was deactivated; re-subscribe"),
     ),
     *_rows(  # --- historical data
@@ -318,7 +316,7 @@ TABLE: tuple[CodeInfo, ...] = (
          "No historical data query found for this ticker id"),
         (386, _C.HISTORICAL, _S.FAIL_REQUEST, _ERR, ERROR,
          "Duplicate ticker id for a historical data query"),
-        (10182, _C.HISTORICAL, _S.RESUBSCRIBE, _NOTE, WARNING,
+        (10182, _C.HISTORICAL, _S.WARN, _NOTE, WARNING,
          "Failed to request live updates (disconnected): a keepUpToDate stream stopped"),
         (10187, _C.HISTORICAL, _S.FAIL_REQUEST, _ERR, ERROR,
          "Failed to request historical ticks: no market data permissions"),
