@@ -118,7 +118,8 @@ async def test_a_restart_within_the_run_settles_none_of_the_runs_own_intents(
     supervisor, path = audit_tree
     audit = supervisor.address("audit")
     in_flight = await audit.call(AppendAudit("order_intent", {"order_id": 43}))
-    await supervisor.restart_child("audit")
+    await supervisor.terminate_child("audit")  # stop and start: a restart within the run
+    await supervisor.start_child("audit")
     summary = await audit.call(GetTrailSummary())
     assert summary.max_order_id == 43  # the run's own intents count too
     assert in_flight.seq not in _outcomes(path)  # its outcome is still on its way

@@ -401,7 +401,8 @@ async def test_the_bus_actor_answers_stats_and_its_restart_keeps_subscriptions()
     async with open_supervisor(spec) as supervisor:
         bus.publish(OrderStatus(1, "Filled"))
         stats = await supervisor.address("bus").call(BusStats())
-        await supervisor.restart_child("bus")
+        await supervisor.terminate_child("bus")  # stop and start: a restart of the shell
+        await supervisor.start_child("bus")
         bus.publish(OrderStatus(2, "Filled"))
         after = await supervisor.address("bus").call(BusStats())
     assert stats == EventBusStats(
