@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
@@ -22,6 +23,7 @@ from ibkr_connector.actors.connection import (
     ConnectionLost,
     ConnectionRecovered,
     ConnectionState,
+    ConnectionStatus,
     ErrorOccurred,
     LinkDown,
     LinkLost,
@@ -33,7 +35,9 @@ from ibkr_connector.protocol import events as ev
 from ibkr_connector.protocol.client import ConnectFailed, ConnectTimeout, NotConnected
 from ibkr_connector.protocol.farms import FarmState
 from ibkr_connector.protocol.requests import ReqCurrentTime, ReqIds
+from ibkr_connector.runtime import open_runtime
 from ibkr_connector.simulator import SimulatorConfig, TwsSimulator, open_simulator
+from ibkr_connector.supervisor import ActorCrashed
 
 
 @asynccontextmanager
@@ -390,3 +394,25 @@ async def test_client_id_in_use_with_no_retry_left_is_no_longer_wanted(
             assert not actor.wanted  # so the watchdog does not loop on a refused id
             assert actor.status().last_error == (
                 f"client id 6 is already in use at 127.0.0.1:{sim.port} (TWS error 326)")
+
+
+# --- the actor's contract: domain errors fail the call, bugs crash the actor ---------------
+
+
+async def test_a_bug_in_a_handler_crashes_the_actor_instead_of_failing_the_call(
+    quiet_sim: TwsSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: ConnectionActor) -> ConnectionStatus:
+        raise TypeError("a bug in the connection actor")
+
+    async with open_runtime(IBKRConfig(port=quiet_sim.port), audit_path=tmp_path / "a.jsonl",
+                            connect=True) as rt:
+        monkeypatch.setattr(ConnectionActor, "status", broken)
+        with pytest.raises(ActorCrashed):
+            await rt.status()
+        monkeypatch.undo()
+        with trio.fail_after(30):
+            while not await rt.is_connected():  # restarted, and the watchdog reconnected
+                await trio.sleep(0.1)
+        connection = next(i for i in rt.tree().walk() if i.name == "connection")
+    assert connection.restarts == 1
