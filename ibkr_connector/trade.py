@@ -226,8 +226,10 @@ class Trade:
         changed.set()
 
     def _set_status(self, status: TradeStatus, now: float, note: str = "") -> bool:
-        """Move to ``status`` (a done trade stays done); True if anything changed."""
-        if self.is_done and status is not self.status:
+        """Move to ``status``; True if anything changed. A done trade stays done, except
+        that TWS's word overrides our own ``NotPlaced``."""
+        if self.is_done and status is not self.status and (
+                self.status is not TradeStatus.NOT_PLACED or status is TradeStatus.UNKNOWN):
             return False
         last = self.log[-1] if self.log else None
         if (last is not None and last.status is status

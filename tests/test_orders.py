@@ -3,7 +3,7 @@ and TWS's rejections, against the simulator over real sockets (the unmodified ib
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from ibapi.order import Order
+from order_helpers import SPY, order, placed, until
 
 from ibkr_connector.actors.audit import read_audit_records
 from ibkr_connector.actors.market_data_messages import UnknownContract
@@ -25,10 +25,7 @@ from ibkr_connector.config import IBKRConfig, WatchdogConfig
 from ibkr_connector.contracts import Stock
 from ibkr_connector.runtime import Runtime, open_runtime
 from ibkr_connector.simulator import SimulatorConfig, TwsSimulator, open_simulator
-from ibkr_connector.trade import RejectedOrder, Trade, TradeStatus
-
-SPY = 756733
-PLACE_ORDER = 3  # the wire's message id of placeOrder
+from ibkr_connector.trade import RejectedOrder, TradeStatus
 
 
 @pytest.fixture
@@ -46,24 +43,11 @@ async def runtime_for(sim: TwsSimulator, tmp_path: Path) -> AsyncIterator[Runtim
         yield runtime
 
 
-def order(action: str, qty: int, order_type: str = "MKT", price: float | None = None) -> Order:
-    o = Order()
-    o.action, o.totalQuantity, o.orderType = action, Decimal(qty), order_type
-    if price is not None:
-        o.lmtPrice = price
-    return o
-
-
 def spread_strikes(sim: TwsSimulator) -> tuple[str, float, float]:
     """An expiry and two listed call strikes near the money."""
     expiry = sim.market.chains("SPY")[0].expiries[0]
     spot = round(sim.market.spot(SPY))
     return expiry, float(spot), float(spot + 5)
-
-
-def placed(sim: TwsSimulator) -> list[int]:
-    """Order ids of every placeOrder the simulator received (whatIf included)."""
-    return [int(m.fields[0]) for m in sim.received if m.msg_id == PLACE_ORDER]
 
 
 async def test_a_stock_market_order_fills_and_books_a_position(
@@ -192,13 +176,3 @@ async def test_a_tws_rejection_reaches_the_trade_with_its_reason(
         assert event.code == 201 and "Riskless" in event.tws_reason
         assert "Riskless" not in repr(event)  # TWS's text stays out of logs
         assert trade.status is TradeStatus.INACTIVE
-
-
-async def until(trade: Trade, predicate: Callable[[Trade], bool], timeout: float = 10) -> None:
-    with trio.fail_after(timeout):
-        if predicate(trade):
-            return
-        async for _ in trade.updates():
-            if predicate(trade):
-                return
-    raise AssertionError(f"trade ended {trade.status} without the awaited change")

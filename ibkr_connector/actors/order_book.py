@@ -113,14 +113,14 @@ class OrderBook:
         if trade.status is TradeStatus.PENDING_SUBMIT:
             self.unresolved.add(key)
             trade._set_status(TradeStatus.UNKNOWN, now, "delivery unknown")
-            return [self._status_event(trade)]
+            return [self.status_event(trade)]
         return []
 
     def not_sent(self, trade: Trade, now: float, why: str) -> list[object]:
         """The order certainly never reached TWS (abandoned, refused before the wire)."""
         if trade.status is TradeStatus.PENDING_SUBMIT:
             trade._set_status(TradeStatus.NOT_PLACED, now, why)
-            return [self._status_event(trade)]
+            return [self.status_event(trade)]
         return []
 
     # -- what TWS says ---------------------------------------------------------------------
@@ -160,7 +160,7 @@ class OrderBook:
             return self._after_status(trade)
         return []
 
-    def on_execution(self, event: ev.ExecDetails) -> list[object]:
+    def on_execution(self, event: ev.ExecDetails, now: float) -> list[object]:
         """One ``execDetails`` (live or replayed): counted once per ``execId``."""
         ex, contract = event.execution, event.contract
         if ex.execId in self.fills:
@@ -176,12 +176,28 @@ class OrderBook:
                 (fill.account, fill.con_id),
                 _Holding(fill.account, fill.con_id, fill.symbol, fill.sec_type))
             holding.apply(fill.shares if fill.side == "BOT" else -fill.shares, fill.price)
+        out: list[object] = [FillReceived(fill.order_id, fill.exec_id, fill.con_id, fill.side,
+                                          fill.shares, fill.price)]
         trade = self.trades.get((fill.client_id, fill.order_id))
         if trade is not None:
             trade.fills.append(fill)
             trade._touch()
-        return [FillReceived(fill.order_id, fill.exec_id, fill.con_id, fill.side, fill.shares,
-                             fill.price)]
+            out += self._filled_by_executions(trade, now)
+        return out
+
+    def _filled_by_executions(self, trade: Trade, now: float) -> list[object]:
+        """An order whose executions add up to its quantity is filled, even if TWS's
+        ``Filled`` status was lost with the link (TWS lists only open orders afterwards;
+        the executions come back through ``reqExecutions``)."""
+        own = [f for f in trade.fills if f.sec_type == trade.contract.secType]
+        executed = sum((f.shares for f in own), Decimal(0))
+        total = Decimal(trade.order.totalQuantity)
+        if trade.is_done or not own or executed < total:
+            return []
+        trade.filled_quantity, trade.remaining = executed, Decimal(0)
+        trade.avg_fill_price = sum(float(f.shares) * f.price for f in own) / float(executed)
+        trade._set_status(TradeStatus.FILLED, now, "executions")
+        return self._after_status(trade)
 
     def on_commission(self, exec_id: str, commission: float) -> None:
         fill = self.fills.get(exec_id)
@@ -210,7 +226,7 @@ class OrderBook:
             self.unresolved.discard((trade.client_id, order_id))
             trade.rejection = Rejection(info.code, info.meaning, tws_text)
             trade._set_status(TradeStatus.INACTIVE, now, f"rejected {info.code}")
-            return [rejected, self._status_event(trade)]
+            return [rejected, self.status_event(trade)]
         if strategy is codes.Strategy.ORDER_CANCELLED:
             if trade._set_status(TradeStatus.CANCELLED, now, "202"):
                 return self._after_status(trade)
@@ -226,8 +242,14 @@ class OrderBook:
     # -- reconciliation --------------------------------------------------------------------
 
     def begin_reconciliation(self) -> None:
-        """TWS is about to list every open order: remember which ones it names."""
+        """TWS is about to list every open order: remember which ones it names, and which
+        own orders wait for its word: those of unknown delivery, and those written with
+        no answer yet (the answer may have been lost with the link). Each of these was
+        written before the request for the list, so TWS's list accounts for it."""
         self._open_seen = set()
+        self.unresolved.update(
+            key for key, trade in self.trades.items()
+            if not trade.read_only and trade.status is TradeStatus.PENDING_SUBMIT)
 
     def finish_reconciliation(self, now: float) -> tuple[list[Trade], list[Trade]]:
         """TWS's open orders and executions are complete: resolve every order of unknown
@@ -238,7 +260,8 @@ class OrderBook:
         adopted, not_placed = [], []
         for key in sorted(self.unresolved):
             trade = self.trades[key]
-            if key in seen or trade.fills or trade.status is not TradeStatus.UNKNOWN:
+            if key in seen or trade.fills or trade.status not in (TradeStatus.UNKNOWN,
+                                                                   TradeStatus.PENDING_SUBMIT):
                 adopted.append(trade)
             else:
                 trade._set_status(TradeStatus.NOT_PLACED, now, "not at TWS after reconnect")
@@ -270,7 +293,7 @@ class OrderBook:
                 self._ack_ms.append((now - trade.placed_at) * 1000.0)
 
     def _after_status(self, trade: Trade) -> list[object]:
-        out: list[object] = [self._status_event(trade)]
+        out: list[object] = [self.status_event(trade)]
         if trade.status is TradeStatus.FILLED:
             out.append(OrderFilled(trade.order_id, trade.filled_quantity, trade.avg_fill_price))
         elif trade.status in (TradeStatus.CANCELLED, TradeStatus.API_CANCELLED):
@@ -278,7 +301,7 @@ class OrderBook:
         return out
 
     @staticmethod
-    def _status_event(trade: Trade) -> OrderStatusChanged:
+    def status_event(trade: Trade) -> OrderStatusChanged:
         return OrderStatusChanged(trade.order_id, trade.client_id, trade.status.value,
                                   trade.filled_quantity, trade.remaining)
 

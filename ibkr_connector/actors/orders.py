@@ -8,12 +8,8 @@ it already saw, so ids must reach the wire in the order they were handed out):
     -> the intent's outcome (written / abandoned / refused / delivery_unknown) is audited
 
 A write that broke off (`DeliveryUnknown`) leaves the trade ``Unknown``: it is never sent
-again on a guess. Reconciliation settles it: at start and after every reconnect or 1101
-the actor asks TWS for every open order (``reqAllOpenOrders``) and for the executions
-since the last one it saw (``reqExecutions``); once both answers are complete an unknown
-order TWS named (or filled) is adopted, any other is ``NotPlaced``, and the finding is
-audited. Fills that happened while the link was down arrive in that answer; the book
-counts each execId once.
+again on a guess; reconciliation (`order_reconciliation`, at start and after every
+reconnect or 1101) settles it from TWS's answer and recovers fills made meanwhile.
 
 The book (`OrderBook`) and the subscription to TWS's order events live in `OrdersMemory`,
 created by the runtime: a restart of this actor loses no trade, and the events that
@@ -24,9 +20,8 @@ the limiter; nothing here touches the socket.
 from __future__ import annotations
 
 import copy
-import itertools
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -41,11 +36,9 @@ from ..protocol import events as ev
 from ..protocol.requests import (
     CancelOrder,
     PlaceOrder,
-    ReqAllOpenOrders,
-    ReqExecutions,
     Request,
 )
-from ..supervisor import NOREPLY, Address, Envelope, Mailbox, SupervisorError, serve
+from ..supervisor import Address, Envelope, Mailbox, SupervisorError, serve
 from ..trade import Leg, RejectedOrder, Trade, TradeStatus
 from .audit import AppendAudit, AppendOutcome, AuditRecord, OrderOutcome
 from .bus import EventBus, Subscription
@@ -60,7 +53,9 @@ from .connection_messages import (
 from .limiter import DeliveryUnknown, submit_through
 from .market_data_messages import ContractInfo, GetContractDetails, UnknownContract
 from .order_book import OrderBook
+from .order_calls import run_in_task
 from .order_ids import AllocateOrderIds
+from .order_reconciliation import Reconciler, exec_req_ids
 from .orders_messages import (
     Cancel,
     CancelRefused,
@@ -70,11 +65,9 @@ from .orders_messages import (
     GetTrades,
     Modify,
     NotOurOrder,
-    OrderReconciled,
     Place,
     PlaceVerticalSpread,
     Reconcile,
-    ReconcileReport,
     WhatIf,
 )
 from .vertical_spread import build_spread, check_order, leg_queries
@@ -94,8 +87,6 @@ ORDER_EVENTS: tuple[type, ...] = (
 #: The actors it talks to, by name (``addresses`` in `run_orders`).
 ORDER_PEERS = ("limiter", "audit", "order_ids", "market_data", "connection")
 _RECONCILE_TRIGGERS = (ConnectionEstablished, ConnectionRecovered, RestoreRequested)
-_ABANDON_POLL = 0.05
-_EXEC_REQ_BASE = 1_900_000_000  # far above the market-data actor's ids (from 1e9)
 _CANCEL_ACKED = frozenset({TradeStatus.PENDING_CANCEL, TradeStatus.CANCELLED,
                            TradeStatus.API_CANCELLED})
 
@@ -110,10 +101,7 @@ class OrdersMemory:
     book: OrderBook = attrs.Factory(OrderBook)
     subscription: Subscription[object] | None = None
     ticks: dict[int, float] = attrs.Factory(dict)
-    _req_ids: Iterator[int] = attrs.Factory(lambda: itertools.count(_EXEC_REQ_BASE))
-
-    def next_req_id(self) -> int:
-        return next(self._req_ids)
+    exec_req_ids: Iterator[int] = attrs.Factory(exec_req_ids)
 
 
 @attrs.define
@@ -133,12 +121,12 @@ class OrdersActor:
         self.connection = addresses["connection"]
         self.timeout, self.nursery = timeout, nursery
         self.place_lock = trio.Lock()
-        self.reconcile_lock = trio.Lock()
-        self.reconcile_queued = False
         self.what_ifs: dict[int, PendingWhatIf] = {}
         self.cancels: dict[int, list[_CancelWait]] = {}
-        self.open_orders_end = trio.Event()
-        self.exec_ends: dict[int, trio.Event] = {}
+        self.reconciler = Reconciler(
+            self.book, memory.exec_req_ids, send=self._send, audit=self._audit,
+            publish=self.publish, settled=lambda order_id: self._after([], order_id),
+            timeout=timeout)
 
     def publish(self, events: list[object]) -> None:
         for event in events:
@@ -283,24 +271,22 @@ class OrdersActor:
         elif isinstance(event, ev.OrderStatus):
             self._after(book.on_status(event, now), event.order_id)
         elif isinstance(event, ev.ExecDetails):
-            self.publish(book.on_execution(event))
+            self.publish(book.on_execution(event, now))
         elif isinstance(event, ev.WrapperCallback):
             if event.method in ("commissionAndFeesReport", "commissionReport") and event.args:
                 report = event.args[0]
                 book.on_commission(report.execId, float(
                     getattr(report, "commissionAndFees", getattr(report, "commission", 0.0))))
         elif isinstance(event, ev.OpenOrderEnd):
-            self.open_orders_end.set()
+            self.reconciler.open_orders_ended()
         elif isinstance(event, ev.ExecDetailsEnd):
-            end = self.exec_ends.get(event.req_id)
-            if end is not None:
-                end.set()
+            self.reconciler.executions_ended(event.req_id)
         elif isinstance(event, ErrorOccurred):
             self.on_error(event, now)
         if isinstance(event, ConnectionEstablished | ConnectionRecovered):
             book.client_id = event.client_id
         if isinstance(event, _RECONCILE_TRIGGERS):
-            self.nursery.start_soon(self.reconcile_quietly)
+            self.nursery.start_soon(self.reconciler.run_quietly)
 
     def on_error(self, event: ErrorOccurred, now: float) -> None:
         pending = self.what_ifs.get(event.req_id)
@@ -323,58 +309,6 @@ class OrdersActor:
         if trade is not None and (trade.status in _CANCEL_ACKED or trade.is_done):
             for wait in self.cancels.get(order_id, ()):
                 wait.done.set()
-
-    # -- reconciliation --------------------------------------------------------------------
-
-    async def reconcile_quietly(self) -> None:
-        """A trigger's reconciliation: at most one waits behind the running one."""
-        if self.reconcile_queued:
-            return
-        self.reconcile_queued = True
-        try:
-            async with self.reconcile_lock:
-                self.reconcile_queued = False
-                await self._reconcile()
-        except (IBKRError, SupervisorError) as exc:
-            log.warning("order reconciliation did not finish (%s); it runs again on the "
-                        "next reconnect", type(exc).__name__)
-
-    async def reconcile(self) -> ReconcileReport:
-        async with self.reconcile_lock:
-            return await self._reconcile()
-
-    async def _reconcile(self) -> ReconcileReport:
-        book = self.book
-        book.client_id = await self._client_id()
-        before = len(book.fills)
-        book.begin_reconciliation()
-        try:
-            self.open_orders_end = trio.Event()
-            await self._send(ReqAllOpenOrders())
-            with trio.fail_after(self.timeout):
-                await self.open_orders_end.wait()
-            req_id = self.memory.next_req_id()
-            end = self.exec_ends[req_id] = trio.Event()
-            try:
-                await self._send(ReqExecutions(req_id, since=book.last_exec_time))
-                with trio.fail_after(self.timeout):
-                    await end.wait()
-            finally:
-                del self.exec_ends[req_id]
-        except BaseException:
-            book.abandon_reconciliation()
-            raise
-        open_orders = sum(1 for t in book.trades.values() if not t.is_done)
-        adopted, not_placed = book.finish_reconciliation(trio.current_time())
-        for trade, found in [(t, True) for t in adopted] + [(t, False) for t in not_placed]:
-            with trio.CancelScope(shield=True):
-                await self._audit("order_reconciled", order_id=trade.order_id, found=found,
-                                  status=trade.status.value)
-            self.publish([OrderReconciled(trade.order_id, found)])
-            self._after([], trade.order_id)
-        return ReconcileReport(open_orders, len(book.fills) - before,
-                               tuple(t.order_id for t in adopted),
-                               tuple(t.order_id for t in not_placed))
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -435,7 +369,7 @@ async def run_orders(
         actor = OrdersActor(memory, bus, addresses, timeout, nursery)
         nursery.start_soon(_pump, subscription, actor.on_event)
         if await _link_up(actor):
-            nursery.start_soon(actor.reconcile_quietly)  # edges missed while we were down
+            nursery.start_soon(actor.reconciler.run_quietly)  # edges missed while we were down
         task_status.started()
         await serve(mailbox, _handlers(actor, nursery))
         nursery.cancel_scope.cancel()
@@ -457,34 +391,7 @@ async def _link_up(actor: OrdersActor) -> bool:
     return True
 
 
-async def _cancel_when_abandoned(envelope: Envelope, scope: trio.CancelScope) -> None:
-    # A caller that stopped waiting (cancelled, or its call timed out) must not have its
-    # order go out later: the work is cancelled, and submit_through's rule applies (not
-    # yet claimed for the wire: never written; claimed: the write finishes).
-    while not envelope.abandoned:  # noqa: ASYNC110 - the slot offers no event to wait on
-        await trio.sleep(_ABANDON_POLL)
-    scope.cancel()
-
-
 def _handlers(actor: OrdersActor, nursery: trio.Nursery) -> dict[type, Any]:
-    def in_task(work: Callable[[Any], Awaitable[object]]) -> Any:
-        async def handler(message: Any, envelope: Envelope) -> object:
-            async def run() -> None:
-                async with trio.open_nursery() as inner:
-                    inner.start_soon(_cancel_when_abandoned, envelope, inner.cancel_scope)
-                    try:
-                        result = await work(message)
-                    except (IBKRError, SupervisorError, ValueError) as exc:
-                        envelope.fail(exc)
-                    else:
-                        envelope.reply(result)
-                    inner.cancel_scope.cancel()
-
-            nursery.start_soon(run)
-            return NOREPLY
-
-        return handler
-
     def now(view: Callable[[], object]) -> Any:
         async def handler(_message: Any, _envelope: Envelope) -> object:
             return view()
@@ -493,12 +400,12 @@ def _handlers(actor: OrdersActor, nursery: trio.Nursery) -> dict[type, Any]:
 
     book = actor.book
     return {
-        Place: in_task(lambda m: actor.place(m.contract, m.order)),
-        PlaceVerticalSpread: in_task(actor.place_spread),
-        Modify: in_task(actor.modify),
-        Cancel: in_task(actor.cancel),
-        WhatIf: in_task(actor.what_if),
-        Reconcile: in_task(lambda _m: actor.reconcile()),
+        Place: run_in_task(nursery, lambda m: actor.place(m.contract, m.order)),
+        PlaceVerticalSpread: run_in_task(nursery, actor.place_spread),
+        Modify: run_in_task(nursery, actor.modify),
+        Cancel: run_in_task(nursery, actor.cancel),
+        WhatIf: run_in_task(nursery, actor.what_if),
+        Reconcile: run_in_task(nursery, lambda _m: actor.reconciler.run()),
         GetPositions: now(book.positions),
         GetExecutions: now(lambda: tuple(book.fills.values())),
         GetTrades: now(lambda: tuple(book.trades.values())),

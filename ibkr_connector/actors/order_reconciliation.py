@@ -1,0 +1,124 @@
+"""Reconciliation: bring the order book in line with what TWS holds, never by guessing.
+
+Run by the orders actor at its start and after every reconnect or 1101 (a
+`ConnectionEstablished`, `ConnectionRecovered` or `RestoreRequested` on the bus), and on
+demand. One round is:
+
+1. remember which own orders are unsettled: of unknown delivery, or written with no answer
+   from TWS yet (their answer may have been lost with the link);
+2. ``reqAllOpenOrders``: every open order of every client, then ``openOrderEnd`` (the
+   book adopts what it did not know; other clients' orders read-only);
+3. ``reqExecutions`` since the last execution seen, then ``execDetailsEnd``: fills made
+   while the link was down arrive here, and one seen before is counted once (by execId);
+4. only now, with both answers complete, settle each remembered order: TWS named it or
+   filled it -> adopted; else -> ``NotPlaced``. Each finding is audited
+   (``order_reconciled``) and published (`OrderReconciled`). Nothing is ever re-sent.
+
+A round that cannot finish (the link drops again, TWS does not answer in time) settles
+nothing: the next trigger starts a new round.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import trio
+
+from .._errors import IBKRError
+from ..protocol.requests import ReqAllOpenOrders, ReqExecutions, Request
+from ..supervisor import SupervisorError
+from .order_book import OrderBook
+from .orders_messages import OrderReconciled, ReconcileReport
+
+__all__ = ["Reconciler", "exec_req_ids"]
+
+log = logging.getLogger(__name__)
+
+_EXEC_REQ_BASE = 1_900_000_000  # far above the market-data actor's ids (from 1e9)
+
+
+def exec_req_ids() -> Iterator[int]:
+    """Request ids of ``reqExecutions`` (runtime-owned, so never reused after a restart)."""
+    return itertools.count(_EXEC_REQ_BASE)
+
+
+class Reconciler:
+    """One orders-actor incarnation's reconciliation rounds (one at a time)."""
+
+    def __init__(self, book: OrderBook, req_ids: Iterator[int], *,
+                 send: Callable[[Request], Awaitable[None]],
+                 audit: Callable[..., Awaitable[Any]],
+                 publish: Callable[[list[object]], None],
+                 settled: Callable[[int], None], timeout: float) -> None:
+        self.book, self.req_ids, self.timeout = book, req_ids, timeout
+        self._send, self._audit, self._publish, self._settled = send, audit, publish, settled
+        self._lock = trio.Lock()
+        self._queued = False
+        self._open_orders_end = trio.Event()
+        self._exec_ends: dict[int, trio.Event] = {}
+
+    # -- fed by the actor's event pump --------------------------------------------------------
+
+    def open_orders_ended(self) -> None:
+        self._open_orders_end.set()
+
+    def executions_ended(self, req_id: int) -> None:
+        end = self._exec_ends.get(req_id)
+        if end is not None:
+            end.set()
+
+    # -- rounds ---------------------------------------------------------------------------------
+
+    async def run_quietly(self) -> None:
+        """A trigger's round: at most one waits behind the running one; a failure is
+        logged (the next trigger tries again)."""
+        if self._queued:
+            return
+        self._queued = True
+        try:
+            async with self._lock:
+                self._queued = False
+                await self._round()
+        except (IBKRError, SupervisorError, trio.TooSlowError) as exc:
+            log.warning("order reconciliation did not finish (%s); it runs again on the "
+                        "next reconnect", type(exc).__name__)
+
+    async def run(self) -> ReconcileReport:
+        async with self._lock:
+            return await self._round()
+
+    async def _round(self) -> ReconcileReport:
+        book = self.book
+        before = len(book.fills)
+        book.begin_reconciliation()
+        try:
+            self._open_orders_end = trio.Event()
+            await self._send(ReqAllOpenOrders())
+            with trio.fail_after(self.timeout):
+                await self._open_orders_end.wait()
+            req_id = next(self.req_ids)
+            end = self._exec_ends[req_id] = trio.Event()
+            try:
+                await self._send(ReqExecutions(req_id, since=book.last_exec_time))
+                with trio.fail_after(self.timeout):
+                    await end.wait()
+            finally:
+                del self._exec_ends[req_id]
+        except BaseException:
+            book.abandon_reconciliation()
+            raise
+        open_orders = sum(1 for t in book.trades.values() if not t.is_done)
+        adopted, not_placed = book.finish_reconciliation(trio.current_time())
+        findings = [(t, True) for t in adopted] + [(t, False) for t in not_placed]
+        for trade, found in findings:
+            with trio.CancelScope(shield=True):
+                await self._audit("order_reconciled", order_id=trade.order_id, found=found,
+                                  status=trade.status.value)
+            self._publish([OrderReconciled(trade.order_id, found), book.status_event(trade)])
+            self._settled(trade.order_id)
+        return ReconcileReport(open_orders, len(book.fills) - before,
+                               tuple(t.order_id for t in adopted),
+                               tuple(t.order_id for t in not_placed))
