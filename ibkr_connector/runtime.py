@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -57,9 +58,16 @@ from ._errors import IBKRError, SupervisorError, translate_supervisor_errors
 from ._userdirs import state_dir
 from .actors import connection as conn
 from .actors import orders_messages as om
-from .actors.audit import AppendAudit, AuditRecord, TrailMemory, run_audit
+from .actors.audit import AppendAudit, AppendOutcome, AuditRecord, TrailMemory, run_audit
+from .actors.audit_outcomes import outcome_of_submit
 from .actors.bus import BusStats, EventBus, EventBusStats, EventT, Subscription, run_event_bus
-from .actors.limiter import GetLimiterStats, LimiterStats, OutboundQueue, Submit, run_limiter
+from .actors.limiter import (
+    GetLimiterStats,
+    LimiterStats,
+    OutboundQueue,
+    run_limiter,
+    submit_through,
+)
 from .actors.market_data import (
     KNOWN_GENERIC_TICKS,
     MarketDataMemory,
@@ -101,6 +109,8 @@ from .supervisor import (
 )
 from .ticker import Ticker
 from .trade import Fill, Trade
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Runtime", "RuntimeStatus", "default_audit_path", "open_runtime"]
 
@@ -199,14 +209,35 @@ class Runtime:
         """Queue *request* through the limiter; returns once it is on the wire.
 
         An order request (place, modify, cancel) is first written to the audit trail and
-        fsync'd; only then is it released to the limiter, carrying its record's number.
+        fsync'd; only then is it released to the limiter, carrying its record's number; its
+        outcome (written, abandoned, refused, delivery unknown) is recorded after. If this
+        raised, the request did not reach the wire (`DeliveryUnknown` excepted: reconcile).
+        Orders placed this way use the caller's order id; `place_order` allocates one.
         """
-        audit_seq = None
-        if isinstance(request, PlaceOrder | CancelOrder):
-            kind = "order_intent" if isinstance(request, PlaceOrder) else "cancel_intent"
-            audit_seq = (await self.audit(kind, **request.audit_fields())).seq
-        await self._limiter.call(Submit(request, audit_seq),
-                                 timeout=self.config.request_timeout)
+        if not isinstance(request, PlaceOrder | CancelOrder):
+            # Timeout and cancellation: see submit_through (raised = never reached the wire).
+            await submit_through(self._limiter, request, None, self.config.request_timeout)
+            return
+        kind = "order_intent" if isinstance(request, PlaceOrder) else "cancel_intent"
+        audit_seq = (await self.audit(kind, **request.audit_fields())).seq
+        error: BaseException | None = None
+        try:
+            await submit_through(self._limiter, request, audit_seq, self.config.request_timeout)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            # Every intent gets its outcome, whatever happened (a kill -9 right here is
+            # settled as unresolved_at_restart when the runtime starts again).
+            with trio.CancelScope(shield=True):
+                try:
+                    await self._audit.call(AppendOutcome(
+                        audit_seq, request.order_id, outcome_of_submit(error)),
+                        timeout=self._call_timeout())
+                except SupervisorError as exc:
+                    # The audit actor is down: the intent is settled at the next start.
+                    log.warning("could not record an order outcome now (%s)",
+                                type(exc).__name__)
 
     @_ibkr_errors
     async def allocate_order_ids(self, count: int = 1) -> range:
@@ -502,7 +533,9 @@ class Runtime:
 
     @_ibkr_errors
     async def restart(self, actor: str) -> None:
-        await self.supervisor.restart_child(actor)
+        # An operator's restart works on a running actor too (restart_child would raise
+        # ChildRunning); `start` of a running actor raises ChildRunning, as OTP does.
+        await self.supervisor.force_restart_child(actor)
 
     @_ibkr_errors
     async def stop(self, actor: str) -> None:
@@ -657,7 +690,8 @@ def build_tree(config: IBKRConfig, runtime: Runtime, registry: Registry,
                 limiter=address("limiter"), bus=bus)),
             ChildSpec("order_ids", functools.partial(
                 run_order_ids, book=runtime._order_ids_book, bus=bus,
-                connection=address("connection"), limiter=address("limiter"))),
+                connection=address("connection"), limiter=address("limiter"),
+                audit=address("audit"))),
             ChildSpec("market_data", functools.partial(
                 run_market_data, memory=runtime._market_data_memory, bus=bus,
                 submit=runtime.submit, is_connected=runtime._link_is_up),

@@ -104,3 +104,18 @@ async def test_error_103_asks_tws_for_ids_and_resumes_after_its_answer(
                 await trio.sleep(0.05)
         after = await runtime.allocate_order_ids(1)
         assert after.start > used.start
+
+
+async def test_ids_the_trail_holds_are_never_handed_out_again(
+    sim: TwsSimulator, tmp_path: Path, io_clock: trio.testing.MockClock
+) -> None:
+    trail = tmp_path / "a.jsonl"
+    async with open_runtime(_config(sim), audit_path=trail, connect=True) as runtime:
+        # An earlier run used ids up to 500 (say, with another client id) and died.
+        await runtime.audit("order_intent", order_id=500)
+    async with open_runtime(_config(sim), audit_path=trail, connect=True) as runtime:
+        status = await runtime.status()
+        assert status.connection.next_order_id is not None
+        assert status.connection.next_order_id < 500
+        ids = await runtime.allocate_order_ids(1)
+        assert ids.start == 501

@@ -25,6 +25,7 @@ import os
 from typing import Any
 
 import attrs
+import trio
 
 from .audit_trail import read_audit_records
 
@@ -35,6 +36,7 @@ __all__ = [
     "OrderOutcome",
     "TrailScan",
     "outcome_fields",
+    "outcome_of_submit",
     "scan_trail",
 ]
 
@@ -53,6 +55,24 @@ class OrderOutcome(enum.Enum):
     REFUSED = "refused"
     DELIVERY_UNKNOWN = "delivery_unknown"
     UNRESOLVED_AT_RESTART = "unresolved_at_restart"
+
+
+def outcome_of_submit(error: BaseException | None) -> OrderOutcome:
+    """What a submit's result says about the wire (see ``limiter.submit_through``): it
+    returned (written); it broke off mid-write (delivery unknown); it timed out, was
+    cancelled or found its caller gone before the limiter claimed it, or the limiter was not
+    running (abandoned: never written); anything else refused it before the wire."""
+    # Imported here: the limiter depends on much of the runtime; this module on none of it.
+    from ..supervisor import SupervisorError
+    from .limiter import DeliveryUnknown, RequestAbandoned
+
+    if error is None:
+        return OrderOutcome.WRITTEN
+    if isinstance(error, DeliveryUnknown):
+        return OrderOutcome.DELIVERY_UNKNOWN
+    if isinstance(error, trio.Cancelled | SupervisorError | RequestAbandoned):
+        return OrderOutcome.ABANDONED
+    return OrderOutcome.REFUSED
 
 
 def _order_id(value: object) -> int | None:

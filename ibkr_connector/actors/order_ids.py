@@ -27,6 +27,7 @@ from ..protocol import codes
 from ..protocol import events as ev
 from ..protocol.requests import ReqIds
 from ..supervisor import NOREPLY, Address, Envelope, Mailbox, SupervisorError, serve
+from .audit import GetTrailSummary, TrailSummary
 from .bus import EventBus
 from .connection_messages import (
     ConnectionEstablished,
@@ -53,9 +54,11 @@ class OrderIdBook:
 
     floor: int = 0
     next_id: int | None = None
+    trail_observed: bool = False
 
     def observe_trail(self, highest_used: int | None) -> None:
         """No id at or below ``highest_used`` (from the audit trail) is handed out again."""
+        self.trail_observed = True
         if highest_used is not None:
             self.floor = max(self.floor, highest_used + 1)
             if self.next_id is not None:
@@ -104,9 +107,17 @@ async def run_order_ids(
     bus: EventBus,
     connection: Address,
     limiter: Address,
+    audit: Address | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `AllocateOrderIds`; keep ``book`` in step with TWS."""
+    """Serve `AllocateOrderIds`; keep ``book`` in step with TWS and the audit trail."""
+    if audit is not None and not book.trail_observed:
+        # Ids the trail holds are spent, whatever TWS says after a restart. Without the
+        # answer no id is safe: the actor fails its start (its supervisor retries). Asked
+        # once per runtime: later ids all come from this book.
+        summary = await audit.call(GetTrailSummary(), timeout=30.0)
+        assert isinstance(summary, TrailSummary)
+        book.observe_trail(summary.max_order_id)
     waiting: list[tuple[Envelope, int]] = []
     subscription = bus.subscribe(
         (ev.NextValidId, ConnectionEstablished, ConnectionRecovered, ErrorOccurred),
