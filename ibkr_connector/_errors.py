@@ -21,6 +21,8 @@ __all__ = [
     "ActorCrashed",
     "ActorNotRunning",
     "CallTimeout",
+    "ChildAlreadyPresent",
+    "ChildRunning",
     "IBKRError",
     "MailboxFull",
     "SupervisorError",
@@ -63,6 +65,14 @@ class SupervisorEscalation(IBKRError, supervisor.SupervisorEscalation):
     __doc__ = supervisor.SupervisorEscalation.__doc__
 
 
+class ChildRunning(IBKRError, supervisor.ChildRunning):
+    __doc__ = supervisor.ChildRunning.__doc__
+
+
+class ChildAlreadyPresent(IBKRError, supervisor.ChildAlreadyPresent):
+    __doc__ = supervisor.ChildAlreadyPresent.__doc__
+
+
 class SupervisorError(IBKRError, supervisor.SupervisorError):
     """Any other error of the supervision layer (e.g. an operator command that does not
     apply to the child's state)."""
@@ -76,6 +86,8 @@ _TWINS: tuple[tuple[type[supervisor.SupervisorError], type[IBKRError]], ...] = (
     (supervisor.MailboxFull, MailboxFull),
     (supervisor.UnknownChild, UnknownChild),
     (supervisor.SupervisorEscalation, SupervisorEscalation),
+    (supervisor.ChildRunning, ChildRunning),
+    (supervisor.ChildAlreadyPresent, ChildAlreadyPresent),
     (supervisor.SupervisorError, SupervisorError),
 )
 

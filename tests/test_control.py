@@ -88,7 +88,7 @@ class TreeTarget:
         return {"limiter": LimiterStats(rate=12.5, queued=3), "latency": float("inf")}
 
     async def restart(self, actor: str) -> None:
-        await self._tree.restart_child(actor)
+        await self._tree.force_restart_child(actor)
 
     async def stop(self, actor: str) -> None:
         await self._tree.terminate_child(actor)

@@ -13,6 +13,7 @@ import trio.lowlevel
 import trio.testing
 from helpers import our_threads, spy_stock
 
+from ibkr_connector._errors import ChildRunning, IBKRError
 from ibkr_connector.actors import watchdog as watchdog_module
 from ibkr_connector.actors.connection import ConnectionLost, ConnectionRecovered
 from ibkr_connector.actors.limiter import Submit
@@ -283,3 +284,15 @@ async def test_after_a_pacing_violation_the_limiter_pauses_for_retry_delay(
     after = [t for t in times if t >= first_rejection]
     widest_gap = max(b - a for a, b in zip(after, after[1:], strict=False))
     assert widest_gap >= 0.55  # the limiter went quiet for retry_delay, then went on
+
+
+async def test_an_operator_restart_restarts_a_running_actor_and_start_refuses_one(
+    sim: TwsSimulator, tmp_path: Path
+) -> None:
+    async with runtime_for(sim, tmp_path) as runtime:
+        await runtime.restart("watchdog")  # running: restarted, as operators expect
+        with pytest.raises(ChildRunning) as caught:  # OTP's {error, running}
+            await runtime.start("watchdog")
+        info = runtime.tree().find("watchdog")
+    assert isinstance(caught.value, IBKRError)
+    assert info is not None and (info.state, info.restarts) == (ChildState.RUNNING, 1)

@@ -86,6 +86,43 @@ class SupervisorEscalation(SupervisorError):
         self.max_seconds = max_seconds
 
 
+class ChildRunning(SupervisorError):
+    """The operation needs a STOPPED child, and this one is running or about to (re)start.
+
+    OTP's ``{error, running}`` / ``{error, restarting}``: ``restart_child``,
+    ``start_child(name)`` and ``delete_child`` act only on a child that is not running,
+    so an operator's command can never silently do nothing or stop a child by surprise.
+    ``state`` is the child's state (``"running"``, ``"restarting"`` or ``"starting"``).
+    To restart a running child on purpose, use ``force_restart_child``.
+    """
+
+    def __init__(self, name: str, state: str, operation: str) -> None:
+        super().__init__(
+            f"{operation}: child {name!r} is {state}, not stopped (terminate_child it first, "
+            "or use force_restart_child to restart it)"
+        )
+        self.name = name
+        self.state = state
+        self.operation = operation
+
+
+class ChildAlreadyPresent(SupervisorError, ValueError):
+    """``start_child(spec)`` names a child the tree already has.
+
+    OTP's ``{error, already_present}`` (the child is stopped) and ``{error,
+    {already_started, Pid}}`` (it runs): the new spec is discarded and the child is left
+    as it was. Start the existing child by name, or delete it first to replace its spec.
+    """
+
+    def __init__(self, name: str, state: str) -> None:
+        super().__init__(
+            f"child name {name!r} is not unique in the supervision tree: a child of that "
+            f"name is already present ({state})"
+        )
+        self.name = name
+        self.state = state
+
+
 class UnknownChild(SupervisorError, LookupError):
     """No child of that name exists anywhere in the tree."""
 

@@ -25,13 +25,19 @@ import attrs
 import trio
 
 from ._child import ChildRecord, Incarnation, ReadyStatus, describe_error, run_incarnation
-from ._errors import ActorCrashed, ActorNotRunning, SupervisorEscalation, UnknownChild
+from ._errors import (
+    ActorCrashed,
+    ActorNotRunning,
+    ChildRunning,
+    SupervisorEscalation,
+    UnknownChild,
+)
 from ._events import ChildState, SupervisionEventKind
 from ._policy import ABNORMAL, RestartIntensity, backoff_delay, next_attempt, should_restart
 from ._spec import ChildSpec, Restart, Strategy, SupervisorSpec
 
 Kind = SupervisionEventKind
-Operation = Literal["restart", "terminate", "start", "add", "delete"]
+Operation = Literal["restart", "force_restart", "terminate", "start", "add", "delete"]
 
 
 class TreeServices(Protocol):
@@ -404,20 +410,21 @@ class SupervisorNode:
         child = command.target
         if child is None or child not in self.record.children:
             raise UnknownChild("<deleted>" if child is None else child.name)
-        if command.op == "restart":
+        if command.op == "force_restart":
             await self._stop_child(child, final=False)
             self._tree.emit(Kind.RESTARTED, self.name, child.name, "requested by operator")
             await self._operator_start(child, "restart")
-        elif command.op == "start":
-            if child.state is ChildState.STOPPED and child.incarnation is None:
-                await self._operator_start(child, "start")
-        else:  # terminate or delete: both stop for good first
+        elif command.op in ("restart", "start"):
+            _require_stopped(child, f"{command.op}_child")
+            await self._operator_start(child, command.op)
+        elif command.op == "delete":
+            _require_stopped(child, "delete_child")
+            self.record.children.remove(child)
+            self._tree.forget(child)
+        else:
             child.terminated = True
             await self._stop_child(child, final=True)
-            self._tree.mark_stopped(child, f"{command.op}d by operator")
-            if command.op == "delete":
-                self.record.children.remove(child)
-                self._tree.forget(child)
+            self._tree.mark_stopped(child, "terminated by operator")
 
     async def _operator_start(self, child: ChildRecord, what: str) -> None:
         """Start on an operator's behalf; a failed start is reported, not retried."""
@@ -429,3 +436,9 @@ class SupervisorNode:
         child.terminated = True
         self._tree.mark_stopped(child, f"operator {what} failed: {reason}")
         raise ActorCrashed(child.name, reason) from failed.error
+
+
+def _require_stopped(child: ChildRecord, operation: str) -> None:
+    """OTP's ``{error, running}`` / ``{error, restarting}`` for a child that is not stopped."""
+    if child.state is not ChildState.STOPPED or child.incarnation is not None:
+        raise ChildRunning(child.name, child.state.value, operation)

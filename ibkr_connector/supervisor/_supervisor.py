@@ -58,31 +58,49 @@ class Supervisor:
         return self._tree.root.info(trio.current_time())
 
     async def restart_child(self, name: str) -> None:
-        """Stop the child gracefully (if running) and start it again, now.
+        """Start a STOPPED child again (OTP's ``restart_child``).
 
-        Not counted against restart intensity and no strategy applies: an operator
-        restart touches that one child. A failed start raises ``ActorCrashed`` and leaves
-        the child STOPPED.
+        A child that is running, or waiting for a restart, raises ``ChildRunning`` (OTP's
+        ``{error, running}`` / ``{error, restarting}``) and is left alone; to restart a
+        running child use :meth:`force_restart_child`. A failed start raises
+        ``ActorCrashed`` and leaves the child STOPPED. Not counted against restart
+        intensity, and no strategy applies: it touches that one child.
         """
         await self._command("restart", name)
+
+    async def force_restart_child(self, name: str) -> None:
+        """Stop the child gracefully if it runs, and start it again now: an operator's restart.
+
+        OTP has no single call for this; it is ``terminate_child`` then ``restart_child``,
+        done here as one step so the mailbox never refuses messages in between (the child
+        is RESTARTING, not STOPPED, while it stops: queued and new messages wait for the
+        next incarnation). Works in any state: a STOPPED child is simply started, and a
+        pending backoff is cut short. Not counted against restart intensity and no
+        strategy applies. A failed start raises ``ActorCrashed`` and leaves it STOPPED.
+        """
+        await self._command("force_restart", name)
 
     async def terminate_child(self, name: str) -> None:
         """Stop the child gracefully for good: it stays in the tree as STOPPED.
 
         Its mailbox keeps queued messages but refuses new ones (``ActorNotRunning``);
-        pending calls fail at once. Only ``start_child(name)`` or ``restart_child`` brings
-        it back; restarts of its siblings or of its supervisor leave it stopped.
+        pending calls fail at once. Only ``restart_child`` (or ``start_child(name)``,
+        ``force_restart_child``) brings it back; restarts of its siblings or of its
+        supervisor leave it stopped. Terminating a stopped child does nothing (as in OTP).
         """
         await self._command("terminate", name)
 
     async def start_child(
         self, spec_or_name: ChildSpec | SupervisorSpec | str, *, under: str | None = None
     ) -> None:
-        """Start a STOPPED child by name, or add and start a new child from a spec.
+        """Add and start a new child from a spec, or start a STOPPED child by name.
 
-        A name whose child is not STOPPED is left alone. A new child is appended to the
-        supervisor ``under`` (default: the root); its name must be unique in the tree.
-        If its first start fails it is removed again and ``ActorCrashed`` is raised.
+        A new child is appended to the supervisor ``under`` (default: the root). A name
+        already in the tree raises ``ChildAlreadyPresent`` (OTP's ``already_present`` /
+        ``already_started``) and the spec is discarded. If its first start fails it is
+        removed again and ``ActorCrashed`` is raised (OTP's ``{error, Reason}``).
+        By name it is :meth:`restart_child`: a child that is not STOPPED raises
+        ``ChildRunning``.
         """
         if isinstance(spec_or_name, str):
             await self._command("start", spec_or_name)
@@ -92,10 +110,11 @@ class Supervisor:
         await self._node_of(parent).submit(command)
 
     async def delete_child(self, name: str) -> None:
-        """Stop the child for good (if running) and remove it from the tree.
+        """Remove a STOPPED child (and its subtree) from the tree (OTP's ``delete_child``).
 
-        Its name is free again; its address stays valid but refuses messages until a
-        child of that name is added again.
+        A child that is not stopped raises ``ChildRunning``: ``terminate_child`` it
+        first. Its name is free again; its address stays valid but refuses messages
+        until a child of that name is added again.
         """
         await self._command("delete", name)
 

@@ -14,7 +14,7 @@ import logging
 import trio
 
 from ._child import ChildRecord, Incarnation, ReadyStatus, describe_error
-from ._errors import SupervisorEscalation, UnknownChild
+from ._errors import ChildAlreadyPresent, SupervisorEscalation, UnknownChild
 from ._events import ChildState, EventBus, SupervisionEvent, SupervisionEventKind
 from ._mailbox import Registry, _MailboxCore
 from ._node import SupervisorNode
@@ -47,13 +47,17 @@ class Tree:
     ) -> ChildRecord:
         """Build records for ``spec`` (and its subtree) under ``parent``; bind mailboxes.
 
-        Validates first, so a rejected spec changes nothing. The caller appends the
-        returned record to ``parent.children`` (the root has no parent).
+        Validates first, so a rejected spec changes nothing: a name already in the tree
+        raises ``ChildAlreadyPresent``, a name twice in ``spec`` itself ``ValueError``.
+        The caller appends the returned record to ``parent.children`` (the root has none).
         """
         names = spec.names() if isinstance(spec, SupervisorSpec) else [spec.name]
         seen: set[str] = set()
         for name in names:
-            if name in seen or name in self.index:
+            present = self.index.get(name)
+            if present is not None:
+                raise ChildAlreadyPresent(name, present.state.value)
+            if name in seen:
                 raise ValueError(f"child name {name!r} is not unique in the supervision tree")
             seen.add(name)
         for worker in _workers(spec):

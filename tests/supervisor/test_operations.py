@@ -9,11 +9,14 @@ import trio.testing
 
 from ibkr_connector.supervisor import (
     ActorNotRunning,
+    Backoff,
+    ChildRunning,
     ChildSpec,
     ChildState,
     Mailbox,
     SupervisionEvent,
     SupervisionEventKind,
+    SupervisorError,
     SupervisorSpec,
     UnknownChild,
     open_supervisor,
@@ -59,18 +62,43 @@ async def test_stopped_children_have_no_uptime(autojump_clock: trio.testing.Mock
         assert (info.state, info.uptime) == (ChildState.STOPPED, None)
 
 
-async def test_restart_child_restarts_one_child_gracefully(
+async def test_force_restart_child_restarts_a_running_child_gracefully(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     probe = Probe()
     async with open_supervisor(pair(probe)) as sup:
         events = sup.subscribe()
         probe.log.clear()
-        await sup.restart_child("b")
+        await sup.force_restart_child("b")
         assert probe.log == ["stop b", "start b"]
         history = [(e.kind, e.child) for e in drain(events)]
         assert history == [(K.EXITED, "b"), (K.RESTARTED, "b"), (K.STARTED, "b")]
         assert sup.which_children("sub")[0].restarts == 1
+
+
+async def test_force_restart_child_keeps_the_mailbox_open_while_the_child_stops(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    probe = Probe()
+    async with open_supervisor(pair(probe)) as sup:
+        await sup.address("a").cast("one second of work")
+        await trio.lowlevel.checkpoint()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sup.force_restart_child, "a")
+            await trio.sleep(0.5)  # "a" is still finishing its message
+            await sup.address("a").cast("sent during the restart")  # queued, not refused
+        await trio.sleep(2)
+        assert probe.received["a"] == ["one second of work", "sent during the restart"]
+
+
+async def test_force_restart_child_starts_a_stopped_child(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    probe = Probe()
+    async with open_supervisor(pair(probe)) as sup:
+        await sup.terminate_child("b")
+        await sup.force_restart_child("b")
+        assert sup.which_children("sub")[0].state is ChildState.RUNNING
 
 
 async def test_restart_child_starts_a_stopped_child(autojump_clock: trio.testing.MockClock) -> None:
@@ -79,6 +107,39 @@ async def test_restart_child_starts_a_stopped_child(autojump_clock: trio.testing
         await sup.terminate_child("b")
         await sup.restart_child("b")
         assert sup.which_children("sub")[0].state is ChildState.RUNNING
+        assert probe.starts["b"] == 2
+
+
+@pytest.mark.parametrize("operation", ["restart_child", "start_child", "delete_child"])
+async def test_an_operation_that_needs_a_stopped_child_refuses_a_running_one(
+    autojump_clock: trio.testing.MockClock, operation: str
+) -> None:
+    probe = Probe()
+    async with open_supervisor(pair(probe)) as sup:
+        probe.log.clear()
+        with pytest.raises(ChildRunning) as caught:
+            await getattr(sup, operation)("b")
+        assert isinstance(caught.value, SupervisorError)
+        assert (caught.value.name, caught.value.state) == ("b", "running")
+        assert operation in str(caught.value)
+        assert probe.log == []  # left alone: not stopped, not started again
+        assert sup.which_children("sub")[0].state is ChildState.RUNNING
+
+
+async def test_restart_child_refuses_a_child_waiting_for_its_restart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    probe = Probe()
+    spec = SupervisorSpec("root", (ChildSpec("a", probe.echo("a")),),
+                          backoff=Backoff(min_delay=10.0, random_factor=0.0))
+    async with open_supervisor(spec) as sup:
+        probe.crash("a")
+        await trio.sleep(1)
+        with pytest.raises(ChildRunning) as caught:
+            await sup.restart_child("a")
+        assert caught.value.state == "restarting"  # OTP's {error, restarting}
+        await sup.force_restart_child("a")  # the operator may cut the backoff short
+        assert (probe.starts["a"], trio.current_time()) == (2, pytest.approx(1.0))
 
 
 async def test_operator_restarts_do_not_count_against_intensity(
@@ -88,21 +149,31 @@ async def test_operator_restarts_do_not_count_against_intensity(
     spec = SupervisorSpec("root", (ChildSpec("a", probe.echo("a")),), max_restarts=0)
     async with open_supervisor(spec) as sup:
         for _ in range(5):
-            await sup.restart_child("a")
+            await sup.force_restart_child("a")
         assert sup.which_children()[0].restarts == 5
 
 
-async def test_start_child_by_name_restarts_a_terminated_child_and_ignores_a_running_one(
+async def test_start_child_by_name_starts_a_terminated_child(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     probe = Probe()
     async with open_supervisor(pair(probe)) as sup:
-        await sup.start_child("b")
-        assert probe.starts["b"] == 1
         await sup.terminate_child("b")
         await sup.start_child("b")
         assert probe.starts["b"] == 2
         assert sup.which_children("sub")[0].state is ChildState.RUNNING
+
+
+async def test_delete_child_removes_a_terminated_child(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    probe = Probe()
+    async with open_supervisor(pair(probe)) as sup:
+        await sup.terminate_child("a")
+        await sup.delete_child("a")
+        assert [c.name for c in sup.which_children()] == ["sub"]
+        with pytest.raises(UnknownChild):
+            await sup.restart_child("a")
 
 
 async def test_terminate_waits_for_the_graceful_stop(
@@ -183,7 +254,7 @@ async def test_a_full_subscriber_loses_its_oldest_events_and_the_loss_is_counted
         slow = sup.subscribe(capacity=2)
         fast = sup.subscribe(capacity=100)
         for _ in range(2):
-            await sup.restart_child("b")  # 3 events each
+            await sup.force_restart_child("b")  # 3 events each
         assert sup.dropped_events == 4
         kept = drain(slow)
         assert kept == drain(fast)[-2:]
@@ -197,7 +268,7 @@ async def test_a_subscriber_that_closed_its_channel_is_forgotten(
     async with open_supervisor(pair(probe)) as sup:
         gone = sup.subscribe(capacity=1)
         await gone.aclose()
-        await sup.restart_child("b")
+        await sup.force_restart_child("b")
         assert sup.dropped_events == 0
 
 

@@ -10,6 +10,7 @@ import trio.testing
 from ibkr_connector.supervisor import (
     ActorCrashed,
     ActorNotRunning,
+    ChildAlreadyPresent,
     ChildSpec,
     ChildState,
     Restart,
@@ -116,8 +117,14 @@ async def test_dynamic_children_can_be_terminated_and_deleted(
 async def test_a_dynamic_child_needs_a_unique_name(autojump_clock: trio.testing.MockClock) -> None:
     probe = Probe()
     async with open_supervisor(nested(probe)) as sup:
-        with pytest.raises(ValueError, match="not unique"):
+        with pytest.raises(ChildAlreadyPresent, match="not unique") as caught:
             await sup.start_child(ChildSpec("ticks", probe.echo("ticks")))
+        assert (caught.value.name, caught.value.state) == ("ticks", "running")
+        assert isinstance(caught.value, ValueError)  # still what it was before
+        await sup.terminate_child("ticks")
+        with pytest.raises(ChildAlreadyPresent, match="already present \\(stopped\\)"):
+            await sup.start_child(ChildSpec("ticks", probe.echo("ticks")))
+        assert probe.starts["ticks"] == 1  # the existing child was left alone
 
 
 def test_static_names_must_be_unique_in_the_whole_tree() -> None:
