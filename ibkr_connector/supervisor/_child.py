@@ -18,7 +18,7 @@ from typing import Literal
 
 import trio
 
-from ._errors import FailedStart
+from ._errors import FailedStart, SupervisorEscalation
 from ._events import ChildInfo, ChildState
 from ._mailbox import Mailbox, _MailboxCore
 from ._policy import ExitKind
@@ -38,11 +38,24 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def gave_up(child: ChildRecord, exc: BaseException) -> bool:
+    """Whether ``exc`` is supervisor ``child`` giving up (OTP: it exits with ``shutdown``).
+
+    Only the escalation a supervisor child raises about itself counts; a worker that
+    raises ``SupervisorEscalation`` (say, from a tree it runs inside) has crashed.
+    """
+    return (
+        isinstance(child.spec, SupervisorSpec)
+        and isinstance(exc, SupervisorEscalation)
+        and exc.supervisor == child.name
+    )
+
+
 class Incarnation:
     """One run of a child's start function, from launch to exit."""
 
     __slots__ = ("kill_scope", "stop_requested", "stop_final", "ready", "settled", "done",
-                 "kind", "error", "started_at", "handled", "mailbox")
+                 "kind", "error", "started_at", "handled", "mailbox", "shutdown_note")
 
     def __init__(self, mailbox_core: _MailboxCore | None) -> None:
         # Made here, entered by the task: a kill before the task first runs still works.
@@ -59,6 +72,8 @@ class Incarnation:
         self.mailbox = (
             None if mailbox_core is None else Mailbox(mailbox_core, self.stop_requested)
         )
+        # Set by a supervisor that ends itself (auto_shutdown): why, for its parent.
+        self.shutdown_note: str | None = None
 
     def request_stop(self, final: bool) -> None:
         self.stop_final = final
@@ -75,6 +90,9 @@ class Incarnation:
             return "killed (shutdown timeout)"
         if self.kind is ExitKind.RETURNED:
             return "shutdown" if stopping else "normal"
+        if self.kind is ExitKind.SHUTDOWN:
+            why = describe_error(self.error) if self.error is not None else self.shutdown_note
+            return f"shutdown: {why}"
         return "cancelled"
 
 
@@ -163,9 +181,10 @@ async def run_incarnation(
 ) -> None:
     """Run ``await start(argument, task_status=...)`` and report how it ended.
 
-    Exceptions (including groups of them) become the outcome. Cancellation by the
-    incarnation's own kill scope is a KILLED outcome; cancellation from outside (the
-    whole supervisor being torn down) propagates, with the incarnation still marked
+    Exceptions (including groups of them) become the outcome; a supervisor child's own
+    ``SupervisorEscalation`` is OTP's ``shutdown`` (SHUTDOWN), not a crash. Cancellation
+    by the incarnation's own kill scope is a KILLED outcome; cancellation from outside
+    (the whole supervisor being torn down) propagates, with the incarnation still marked
     done so nobody waits on it forever.
     """
     try:
@@ -174,12 +193,12 @@ async def run_incarnation(
         if inc.kill_scope.cancelled_caught:
             inc.kind = ExitKind.KILLED
         elif inc.ready:
-            inc.kind = ExitKind.RETURNED
+            inc.kind = ExitKind.RETURNED if inc.shutdown_note is None else ExitKind.SHUTDOWN
         else:
             inc.kind = ExitKind.FAILED_START
             inc.error = FailedStart(child.name)
     except Exception as exc:
-        inc.kind = ExitKind.RAISED
+        inc.kind = ExitKind.SHUTDOWN if gave_up(child, exc) else ExitKind.RAISED
         inc.error = exc
     finally:
         if inc.mailbox is not None:

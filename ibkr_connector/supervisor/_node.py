@@ -33,7 +33,14 @@ from ._errors import (
     UnknownChild,
 )
 from ._events import ChildState, SupervisionEventKind
-from ._policy import ABNORMAL, RestartIntensity, backoff_delay, next_attempt, should_restart
+from ._policy import (
+    ABNORMAL,
+    ExitKind,
+    RestartIntensity,
+    backoff_delay,
+    next_attempt,
+    should_restart,
+)
 from ._spec import ChildSpec, Restart, Strategy, SupervisorSpec
 
 Kind = SupervisionEventKind
@@ -302,7 +309,7 @@ class SupervisorNode:
         # Not RUNNING any more; the caller decides between RESTARTING and STOPPED.
         child.state = ChildState.RESTARTING
         reason = inc.reason(stopping)
-        if inc.kind in ABNORMAL and inc.error is not None:
+        if inc.error is not None and (inc.kind in ABNORMAL or inc.kind is ExitKind.SHUTDOWN):
             child.last_error = describe_error(inc.error)
         self._tree.emit(Kind.EXITED, self.name, child.name, reason)
         return reason

@@ -22,13 +22,21 @@ class ExitKind(enum.Enum):
     RAISED = "raised"  # it raised an exception (before or after reporting started)
     FAILED_START = "failed_start"  # it returned without ever reporting started
     KILLED = "killed"  # the supervisor cancelled it (only ever during a stop)
+    # A supervisor child ended itself with OTP's exit reason ``shutdown``: it gave up
+    # (restart intensity exceeded) or shut down automatically (significant children).
+    # Not abnormal: a transient supervisor that gave up is not restarted, as in OTP.
+    SHUTDOWN = "shutdown"
 
 
 ABNORMAL = frozenset({ExitKind.RAISED, ExitKind.FAILED_START})
 
 
 def should_restart(restart: Restart, kind: ExitKind) -> bool:
-    """OTP's rule: permanent always, transient after an abnormal exit, temporary never."""
+    """OTP's rule: permanent always, transient after an abnormal exit, temporary never.
+
+    Abnormal is an exception or a failed start; ``normal`` (RETURNED) and ``shutdown``
+    (SHUTDOWN) are not, so they end a transient child for good.
+    """
     if restart is Restart.PERMANENT:
         return True
     if restart is Restart.TRANSIENT:

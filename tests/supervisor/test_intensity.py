@@ -130,7 +130,7 @@ async def test_escalation_chains_up_to_the_root_naming_each_level(
     assert (inner.supervisor, inner.child) == ("sub", "w")
 
 
-async def test_a_transient_supervisor_that_escalates_is_left_stopped(
+async def test_a_temporary_supervisor_that_escalates_is_left_stopped(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     probe = Probe()
@@ -142,3 +142,73 @@ async def test_a_transient_supervisor_that_escalates_is_left_stopped(
         tree = sup.tree()
         assert tree.children[0].state is ChildState.STOPPED
         assert tree.children[0].children[0].state is ChildState.STOPPED
+
+
+async def test_a_transient_supervisor_that_gave_up_is_not_restarted_by_its_parent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # OTP: past its intensity a supervisor exits with reason `shutdown`, which is not
+    # abnormal, so its parent does not restart a transient one (nor count a restart).
+    probe = Probe()
+    sub = SupervisorSpec("sub", (ChildSpec("w", probe.echo("w")),), max_restarts=0,
+                         restart=Restart.TRANSIENT)
+    spec = SupervisorSpec("root", (ChildSpec("x", probe.echo("x")), sub), max_restarts=0)
+    async with open_supervisor(spec) as sup:
+        events = sup.subscribe()
+        probe.crash("w")
+        await trio.sleep(1)
+        history = drain(events)
+        sub_info = sup.which_children()[1]
+        assert (sub_info.state, sub_info.restarts) == (ChildState.STOPPED, 0)
+        assert sub_info.last_error is not None and "gave up" in sub_info.last_error
+        assert sup.which_children("sub")[0].state is ChildState.STOPPED
+        assert probe.starts == {"x": 1, "w": 1}
+        assert ("root", "sub") not in kinds(history, SupervisionEventKind.RESTARTED)
+        exited = [e for e in history if e.kind is SupervisionEventKind.EXITED
+                  and e.child == "sub"]
+        assert exited[0].reason.startswith("shutdown: SupervisorEscalation")
+        assert ("root", "sub") in kinds(history, SupervisionEventKind.TERMINATED)
+        # The root (max_restarts=0) did not escalate: no restart was counted. An operator
+        # may bring the subtree back.
+        await sup.restart_child("sub")
+        assert await sup.address("w").call("back") == "back"
+
+
+async def test_a_permanent_supervisor_that_gave_up_counts_against_its_parent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    probe = Probe()
+    sub = SupervisorSpec("sub", (ChildSpec("w", probe.echo("w")),), max_restarts=0)
+    spec = SupervisorSpec("root", (sub,), max_restarts=1, max_seconds=10)
+    with pytest.raises(SupervisorEscalation) as caught:
+        async with open_supervisor(spec):
+            await crash_n(probe, "w", 2, every=0.1)  # sub gives up twice in 0.1 s
+            await trio.sleep_forever()
+    assert (caught.value.supervisor, caught.value.child) == ("root", "sub")
+    assert probe.starts["w"] == 2
+
+
+async def test_a_worker_raising_an_escalation_of_its_own_tree_has_crashed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Only a supervisor child's own escalation is OTP's `shutdown`; a worker that runs a
+    # tree inside and lets its escalation out crashed, so a transient worker is restarted.
+    starts = 0
+
+    async def runs_a_tree(mailbox: object, *, task_status: trio.TaskStatus[None]) -> None:
+        nonlocal starts
+        starts += 1
+        task_status.started()
+        if starts == 1:
+            inner = SupervisorSpec("inner", (ChildSpec("i", Probe().failing_start("i")),),
+                                   max_restarts=0)
+            async with open_supervisor(inner):
+                raise AssertionError("the inner tree cannot start")
+        await trio.sleep_forever()
+
+    spec = SupervisorSpec("root", (ChildSpec("w", runs_a_tree, Restart.TRANSIENT),))
+    async with open_supervisor(spec) as sup:
+        await trio.sleep(1)
+        info = sup.which_children()[0]
+        assert (info.state, info.restarts, starts) == (ChildState.RUNNING, 1, 2)
+        assert info.last_error is not None and "SupervisorEscalation" in info.last_error

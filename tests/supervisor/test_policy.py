@@ -22,6 +22,10 @@ from ibkr_connector.supervisor._policy import ExitKind, next_attempt, should_res
         (Restart.TEMPORARY, ExitKind.RETURNED, False),
         (Restart.TEMPORARY, ExitKind.RAISED, False),
         (Restart.TEMPORARY, ExitKind.FAILED_START, False),
+        # OTP's `shutdown` (a supervisor child that gave up) is not abnormal.
+        (Restart.PERMANENT, ExitKind.SHUTDOWN, True),
+        (Restart.TRANSIENT, ExitKind.SHUTDOWN, False),
+        (Restart.TEMPORARY, ExitKind.SHUTDOWN, False),
     ],
 )
 def test_restart_types_follow_otp(restart: Restart, kind: ExitKind, expected: bool) -> None:
