@@ -62,7 +62,7 @@ async def test_after_a_kill_9_every_intent_has_an_outcome_and_ids_never_repeat(
     await process.wait()
     await process.stdout.aclose()
     with trio.fail_after(10):  # the simulator notices the dead socket and frees client 1
-        while sim.connected_client_ids:
+        while sim.connected_client_ids():
             await trio.sleep(0.01)
 
     config = IBKRConfig(port=sim.port, client_id=1,
