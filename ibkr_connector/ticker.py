@@ -19,6 +19,7 @@ from decimal import Decimal
 
 import attrs
 import trio
+from ibapi.common import UNSET_DECIMAL
 from ibapi.contract import Contract
 
 from .protocol import events as ev
@@ -60,6 +61,11 @@ class Greeks:
 #: tickOptionComputation tick types -> the source name used in `Ticker.greeks`.
 GREEKS_SOURCES = {10: "bid", 11: "ask", 12: "last", 13: "model",
                   80: "bid", 81: "ask", 82: "last", 83: "model"}
+
+
+def _size(value: Decimal) -> Decimal | None:
+    # ibapi's UNSET_DECIMAL (2**127 - 1) means TWS sent no size.
+    return None if value == UNSET_DECIMAL else value
 
 
 def _price(value: float | None) -> float | None:
@@ -188,18 +194,21 @@ def apply_tick(ticker: Ticker, event: object, now: float) -> bool:
         if field is None:
             return False
         setattr(ticker, field, _price(event.price))
-        size = getattr(event, "size", None)
         size_field = _SIZE_OF_PRICE.get(event.tick_type)
-        if size is not None and size_field is not None:
-            setattr(ticker, size_field, size)
+        if event.size is not None and size_field is not None:
+            setattr(ticker, size_field, _size(event.size))
     elif kind is ev.TickSize:
         assert isinstance(event, ev.TickSize)
         field = _SIZE_FIELDS.get(event.tick_type)
         if field is not None:
-            setattr(ticker, field, event.size)
+            setattr(ticker, field, _size(event.size))
         elif event.tick_type in _OPTION_SIZES:
             table, side = _OPTION_SIZES[event.tick_type]
-            getattr(ticker, table)[side] = event.size
+            size = _size(event.size)
+            if size is None:
+                getattr(ticker, table).pop(side, None)
+            else:
+                getattr(ticker, table)[side] = size
         else:
             return False
     elif kind is ev.TickOptionComputation:
