@@ -11,40 +11,58 @@ What it promises:
   goes back to the head of its priority and waits for the connection to come back. The
   queue itself is an `OutboundQueue` owned by the runtime, not by this task, so a restart of
   the limiter keeps every queued request.
+- *Nothing is written while TWS has lost its link to IB* (1100): traffic is held until
+  1101/1102, as the code's strategy (``WAIT_FOR_RESTORE``) says.
 - *Error 100 slows us down.* The governor cuts the rate, the rejected request goes back to
   the head of its queue, and after ``max_retries`` rejections it is failed with a typed
   `PacingRejected` (published as `RequestFailed` on the bus).
 - *A submit returns when the request is on the wire*, not when TWS answers: most TWS requests
   have no acknowledgement, and answers arrive as events.
-- *A submit that raised did not happen.* A queued request whose caller stopped waiting (its
-  call timed out, or the limiter restarted while holding it) is dropped, not sent late: a
-  stale order must not fire after a long outage, nor twice when its caller retries.
+- *A submit that raised did not happen.* A request carries a `Ticket` its caller holds; the
+  writer claims the ticket before it writes and the caller abandons it when it gives up,
+  and the first to move it wins (see `ticket` and `submit_through`). A queued request whose
+  caller gave up is dropped as `RequestAbandoned`, never sent late: a stale order must not
+  fire after a long outage, nor twice when its caller retries.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
-from typing import Any
+from collections.abc import AsyncIterable, Callable
 
 import attrs
 import trio
 import trio.lowlevel
 
+from .._errors import CallTimeout as RuntimeCallTimeout
+from .._errors import IBKRError
+from ..protocol import codes
 from ..protocol import events as ev
 from ..protocol.client import NotConnected, RequestRefused, SendFailed
 from ..protocol.requests import CancelOrder, PlaceOrder, Request
-from ..supervisor import ActorCrashed, ActorNotRunning, Address, CallTimeout, Envelope, Mailbox
+from ..supervisor import (
+    NOREPLY,
+    ActorCrashed,
+    ActorNotRunning,
+    Address,
+    CallTimeout,
+    Envelope,
+    Mailbox,
+    serve,
+)
 from .bus import EventBus
-from .connection import (
+from .connection_messages import (
     ConnectionEstablished,
     ConnectionLost,
     ConnectionRecovered,
-    IsConnected,
+    ConnectionState,
+    GetStatus,
+    LinkLost,
+    LinkRestored,
     Send,
 )
-from .pacing import PacingGovernor, SlidingWindowCounter
-from .request_queue import RequestQueue
+from .outbound import LimiterStats, OutboundQueue, Pending
+from .ticket import Ticket, TicketState
 
 __all__ = [
     "DeliveryUnknown",
@@ -58,36 +76,40 @@ __all__ = [
     "UnauditedOrder",
     "is_order_request",
     "run_limiter",
+    "submit_through",
 ]
 
 log = logging.getLogger(__name__)
 
-# An error 100 is matched to a request sent at most this long before it arrived.
-_PACING_MATCH_WINDOW = 2.0
 
-
-class PacingRejected(RuntimeError):
+class PacingRejected(IBKRError, RuntimeError):
     """TWS rejected the request for pacing (error 100) more than ``max_retries`` times."""
 
 
-class DeliveryUnknown(RuntimeError):
+class DeliveryUnknown(IBKRError, RuntimeError):
     """The connection failed while writing an order; whether TWS has it is unknown.
 
     Orders are never re-sent blindly: the order book reconciles with TWS instead.
     """
 
 
-class RequestAbandoned(RuntimeError):
+class RequestAbandoned(IBKRError, RuntimeError):
     """The caller stopped waiting before the request was sent, so it was not sent."""
 
 
-class UnauditedOrder(RuntimeError):
+class UnauditedOrder(IBKRError, RuntimeError):
     """An order request arrived without the audit record that must precede it on the wire."""
 
 
 @attrs.frozen
 class Submit:
-    """Call (or cast): queue *request*; a call is answered once it is written.
+    """Call or cast: queue *request* for the wire.
+
+    With a ``ticket`` (what `submit_through` sends) the outcome is reported on the ticket
+    and a call is answered at once, when the request is queued. Without one, a call is
+    answered once the request is written (or failed); a cast's failures are published as
+    `RequestFailed`. Only a ticket makes the hand-off atomic: a plain call whose timeout
+    expires while the request is being written raises although the request goes out.
 
     An order request (place, modify, cancel) must carry ``audit_seq``: the sequence number
     of its fsync'd audit record. The limiter refuses one without, so no path to the wire,
@@ -96,6 +118,7 @@ class Submit:
 
     request: Request
     audit_seq: int | None = None
+    ticket: Ticket | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -111,67 +134,100 @@ class RequestFailed:
     error: Exception
 
 
-@attrs.frozen
-class LimiterStats:
-    queued: int
-    sent: int
-    rate_now: float  # messages sent in the last second
-    allowed_rate: float
-    max_in_window: int
-    pacing_violations: int
-    retried: int
-    failed: int
+async def submit_through(
+    limiter: Address, request: Request, audit_seq: int | None, timeout: float  # noqa: ASYNC109
+) -> None:
+    """Hand *request* to the limiter and return once it is written; the caller's side of
+    the atomic hand-off.
+
+    Returns when the whole request went to the socket. Raises what the write ended with:
+    `DeliveryUnknown` (an order whose write broke off: reconcile, never re-send),
+    `RequestRefused` (ibapi refused it), `UnauditedOrder`; ``ActorNotRunning`` if the
+    limiter is stopped.
+
+    **Timeout.** ``timeout`` bounds the wait for the limiter to *claim* the request for the
+    wire (the queue, the pacing, an outage). If it expires first, `CallTimeout` is raised
+    and the request is never written. If the claim came first, the deadline no longer
+    applies: the call waits for the outcome of the write, itself bounded by the limiter's
+    send timeout, and reports it. A request found certainly unwritten (the socket went down)
+    is queued again and the deadline applies again.
+
+    **Cancellation.** The same rule: cancelled before the claim, ``Cancelled`` propagates
+    and the request is never written; cancelled after it, the call finishes the write and
+    returns (or raises) its outcome, and the cancellation takes effect at the caller's next
+    checkpoint. In short: if this raised ``CallTimeout`` or ``Cancelled``, the request did
+    not reach the wire; if it returned, it did.
+
+    A non-order request whose write broke off (delivery unknown) is sent again after the
+    reconnect, and its deadline applies again meanwhile: if that deadline expires, the
+    broken write may still have reached TWS. Only orders are reported as `DeliveryUnknown`.
+    """
+    ticket = Ticket()
+    with trio.move_on_after(timeout):
+        await limiter.cast(Submit(request, audit_seq, ticket))
+        await ticket.outcome()
+        return
+    raise RuntimeCallTimeout(limiter.name, timeout)
 
 
-@attrs.define(eq=False)
-class _Pending:
-    request: Request
-    envelope: Envelope | None
-    rejections: int = 0
-    sent_at: float | None = None
+def is_order_request(request: Request) -> bool:
+    """Requests that change orders at TWS: each needs an audit record first."""
+    return isinstance(request, PlaceOrder | CancelOrder)
 
 
-class OutboundQueue:
-    """The limiter's queue and counters, owned by the runtime so a restart keeps them."""
+async def run_limiter(
+    mailbox: Mailbox,
+    *,
+    outbound: OutboundQueue,
+    connection: Address,
+    bus: EventBus,
+    max_retries: int,
+    send_timeout: float,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `Submit` from *mailbox* and write queued requests at the governed rate."""
+    link = _Link(connection)
+    # Ask the connection once: the bus only tells us about changes after we subscribed.
+    subscription = bus.subscribe(
+        (ConnectionEstablished, ConnectionRecovered, ConnectionLost, LinkLost, LinkRestored,
+         ev.TwsError),
+        capacity=10_000,
+    )
+    link.set(await _connection_is_up(connection))
 
-    def __init__(self, governor: PacingGovernor, retry_delay: float = 1.0) -> None:
-        self.governor = governor
-        self.retry_delay = retry_delay
-        self.queue: RequestQueue[_Pending] = RequestQueue()
-        self.window = SlidingWindowCounter(window=1.0)
-        self.recent: deque[_Pending] = deque()
-        self.retried = 0
-        self.failed = 0
-        # After an error 100, send nothing for `retry_delay` (1 s by default: TWS's window,
-        # which counts the messages it rejected too, so re-sending at once would only
-        # prolong the violation).
-        self.paused_until = 0.0
-        self._wake = trio.Event()
+    async def on_submit(message: Submit, envelope: Envelope) -> object:
+        request, ticket = message.request, message.ticket
+        if is_order_request(request) and message.audit_seq is None:
+            error = UnauditedOrder(
+                f"{type(request).__name__} has no audit record; submit orders through the runtime")
+            log.error("refused an order request without an audit record")
+            if ticket is not None:
+                ticket.finish(error)
+            elif not envelope.is_call:
+                bus.publish(RequestFailed(request, error))
+            raise error
+        if ticket is not None:
+            outbound.push(Pending(request, ticket=ticket))
+            return None  # queued; the outcome goes to the ticket
+        if envelope.is_call:
+            outbound.push(Pending(request, envelope=envelope))
+            return NOREPLY  # answered by the write loop
+        outbound.push(Pending(request))
+        return None
 
-    def push(self, item: _Pending, *, front: bool = False) -> None:
-        priority = item.request.priority
-        if front:
-            self.queue.push_front(item, priority)
-        else:
-            self.queue.push(item, priority)
-        self._wake.set()
+    async def on_stats(_message: GetLimiterStats, _envelope: Envelope) -> object:
+        return outbound.stats(trio.current_time())
 
-    async def wait_for_work(self) -> None:
-        while not self.queue:
-            self._wake = trio.Event()
-            await self._wake.wait()
-
-    def stats(self, now: float) -> LimiterStats:
-        return LimiterStats(
-            queued=len(self.queue),
-            sent=self.window.total,
-            rate_now=self.window.count(now),
-            allowed_rate=self.governor.current_rate(now),
-            max_in_window=self.window.max_in_any_window(),
-            pacing_violations=self.governor.violations,
-            retried=self.retried,
-            failed=self.failed,
-        )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_bus, subscription, link, outbound, max_retries, bus)
+        nursery.start_soon(_write_loop, outbound, connection, link, send_timeout, bus)
+        task_status.started()
+        try:
+            await serve(mailbox, {Submit: on_submit, GetLimiterStats: on_stats},
+                        expected=(UnauditedOrder,))
+        finally:
+            subscription.close()
+            nursery.cancel_scope.cancel()
 
 
 # While the link is down, how often to ask the connection directly rather than wait for
@@ -204,51 +260,13 @@ class _Link:
                 self.set(True)
 
 
-async def run_limiter(
-    mailbox: Mailbox,
-    *,
-    outbound: OutboundQueue,
-    connection: Address,
-    bus: EventBus,
-    max_retries: int,
-    send_timeout: float,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve `Submit` from *mailbox* and write queued requests at the governed rate."""
-    link = _Link(connection)
-    # Ask the connection once: the bus only tells us about changes after we subscribed.
-    subscription = bus.subscribe(
-        (ConnectionEstablished, ConnectionRecovered, ConnectionLost, ev.TwsError), capacity=10_000
-    )
-    link.set(await _connection_is_up(connection))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_bus, subscription, link, outbound, max_retries, bus)
-        nursery.start_soon(_write_loop, outbound, connection, link, send_timeout, bus)
-        task_status.started()
-        try:
-            async for envelope in mailbox:
-                message = envelope.message
-                if isinstance(message, Submit):
-                    if is_order_request(message.request) and message.audit_seq is None:
-                        _refuse_unaudited(message.request, envelope, bus)
-                        continue
-                    outbound.push(_Pending(message.request, envelope if envelope.is_call else None))
-                elif isinstance(message, GetLimiterStats):
-                    envelope.reply(outbound.stats(trio.current_time()))
-                else:
-                    envelope.fail(TypeError(f"limiter got an unknown message {message!r}"))
-        finally:
-            subscription.close()
-            nursery.cancel_scope.cancel()
-
-
 async def _connection_is_up(connection: Address) -> bool:
+    """Whether requests may go out now: connected, and TWS has its link to IB (no 1100)."""
     try:
-        return bool(await connection.call(IsConnected(), timeout=5.0))
-    except (ActorCrashed, CallTimeout):
-        return False
-    except Exception:  # noqa: BLE001 - connection not running yet: treat as down
-        return False
+        status = await connection.call(GetStatus(), timeout=5.0)
+    except (ActorCrashed, ActorNotRunning, CallTimeout):
+        return False  # not running (yet): down, asked again in a second
+    return getattr(status, "state", None) is ConnectionState.CONNECTED
 
 
 async def _write_loop(
@@ -264,31 +282,41 @@ async def _write_loop(
             # Sleep, then pop: a cancel that arrived meanwhile goes first.
             await trio.sleep(delay)
             continue
-        if not governor.try_acquire(now):
+        item = outbound.queue.pop()
+        if item.abandoned:
+            # The caller was told this request failed (timed out, or the limiter was
+            # restarted while holding it): sending it now would surprise them, and for an
+            # order invite a duplicate when they retry. It does not go out.
+            _give_up(outbound, item, RequestAbandoned(
+                f"{type(item.request).__name__} abandoned by its caller before it was sent"), bus)
             await trio.lowlevel.checkpoint()
             continue
-        item = outbound.queue.pop()
+        if not governor.try_acquire(now):
+            outbound.push(item, front=True)
+            await trio.lowlevel.checkpoint()
+            continue
+        # No checkpoint since the abandoned check: the claim cannot lose the race now.
+        item.claim()
         # From pop to recorded outcome the item lives only in this frame: a restart of
         # the limiter (a cancellation) landing in between would lose it. Shielded, and
         # bounded by the send timeout.
         with trio.CancelScope(shield=True):
-            await _send_one(item, outbound, connection, link, send_timeout, bus)
+            try:
+                await _send_one(item, outbound, connection, link, send_timeout, bus)
+            finally:
+                if item.ticket is not None and item.ticket.state is TicketState.CLAIMED:
+                    # Only a bug gets here; the caller must not wait for ever.
+                    item.settle(DeliveryUnknown("the limiter failed while writing it"))
 
 
 async def _send_one(
-    item: _Pending, outbound: OutboundQueue, connection: Address, link: _Link,
+    item: Pending, outbound: OutboundQueue, connection: Address, link: _Link,
     send_timeout: float, bus: EventBus,
 ) -> None:
-    if item.envelope is not None and item.envelope.abandoned:
-        # The caller was told this request failed (timed out, or the limiter was
-        # restarted while holding it): sending it now would surprise them, and for an
-        # order invite a duplicate when they retry. It does not go out.
-        _give_up(outbound, item, RequestAbandoned(
-            f"{type(item.request).__name__} abandoned by its caller before it was sent"), bus)
-        return
     try:
         await connection.call(Send(item.request), timeout=send_timeout)
-    except NotConnected:
+    except NotConnected:  # certainly not written (also LinkDown, during 1100)
+        item.release()
         outbound.push(item, front=True)
         link.set(False)
         return
@@ -302,40 +330,44 @@ async def _send_one(
         if isinstance(item.request, PlaceOrder):
             _give_up(outbound, item, DeliveryUnknown(str(exc)), bus)
         else:
+            item.release()
             outbound.push(item, front=True)
         if not isinstance(exc, CallTimeout):
             # The session (or the connection actor) is gone: wait for the bus to say it
             # is back. A mere slow answer says nothing of the kind.
             link.set(False)
         return
-    now = trio.current_time()
-    item.sent_at = now
-    outbound.window.record(now)
-    outbound.recent.append(item)
-    _forget_old(outbound.recent, now)
-    if item.envelope is not None:
-        item.envelope.reply(None)
-        item.envelope = None
-
-
-def _forget_old(recent: deque[_Pending], now: float) -> None:
-    while recent:
-        sent_at = recent[0].sent_at
-        if sent_at is None or now - sent_at <= _PACING_MATCH_WINDOW:
-            break
-        recent.popleft()
+    outbound.record_sent(item, trio.current_time())
+    item.settle(None)
 
 
 async def _watch_bus(
-    subscription: Any, link: _Link, outbound: OutboundQueue, max_retries: int, bus: EventBus
+    subscription: AsyncIterable[object], link: _Link, outbound: OutboundQueue, max_retries: int,
+    bus: EventBus,
 ) -> None:
-    async for event in subscription:
-        if isinstance(event, ConnectionEstablished | ConnectionRecovered):
-            link.set(True)
-        elif isinstance(event, ConnectionLost):
-            link.set(False)
-        elif isinstance(event, ev.TwsError) and event.code == 100:
+    def link_up(_event: object) -> None:
+        link.set(True)
+
+    def link_down(_event: object) -> None:
+        link.set(False)
+
+    def on_error(event: ev.TwsError) -> None:
+        strategy = codes.classify(event.code).strategy
+        if strategy is codes.Strategy.BACKOFF_AND_RETRY:
             _on_pacing_violation(outbound, event, max_retries, bus)
+        elif strategy is codes.Strategy.WAIT_FOR_RESTORE:
+            link.set(False)  # the connection's LinkLost follows; hold traffic from now
+
+    # 1100 (LinkLost) holds traffic until 1101/1102 (LinkRestored), as does a lost socket.
+    table: dict[type, Callable[[object], None]] = {
+        ConnectionEstablished: link_up, ConnectionRecovered: link_up, LinkRestored: link_up,
+        ConnectionLost: link_down, LinkLost: link_down,
+        ev.TwsError: on_error,  # type: ignore[dict-item]
+    }
+    async for event in subscription:
+        handler = table.get(type(event))
+        if handler is not None:
+            handler(event)
 
 
 def _on_pacing_violation(
@@ -345,11 +377,9 @@ def _on_pacing_violation(
     rate = outbound.governor.on_pacing_violation(now)
     outbound.paused_until = max(outbound.paused_until, now + outbound.retry_delay)
     log.warning("TWS reported a pacing violation (error 100); rate cut to %.1f/s", rate)
-    _forget_old(outbound.recent, now)
-    item = _match(outbound.recent, error.req_id)
+    item = outbound.take_rejected(error.req_id, now)
     if item is None:
         return
-    outbound.recent.remove(item)
     item.rejections += 1
     if item.rejections > max_retries:
         _give_up(outbound, item, PacingRejected(
@@ -359,34 +389,8 @@ def _on_pacing_violation(
     outbound.push(item, front=True)
 
 
-def _match(recent: deque[_Pending], req_id: int) -> _Pending | None:
-    """The request an error 100 refers to: by id, else the latest one that has no id."""
-    for item in reversed(recent):
-        rid = item.request.request_id
-        if (req_id >= 0 and rid == req_id) or (req_id < 0 and rid is None):
-            return item
-    return None
-
-
-def is_order_request(request: Request) -> bool:
-    """Requests that change orders at TWS: each needs an audit record first."""
-    return isinstance(request, PlaceOrder | CancelOrder)
-
-
-def _refuse_unaudited(request: Request, envelope: Envelope, bus: EventBus) -> None:
-    error = UnauditedOrder(
-        f"{type(request).__name__} has no audit record; submit orders through the runtime")
-    log.error("refused an order request without an audit record")
-    if envelope.is_call:
-        envelope.fail(error)
-    else:
-        bus.publish(RequestFailed(request, error))
-
-
-def _give_up(outbound: OutboundQueue, item: _Pending, error: Exception, bus: EventBus) -> None:
+def _give_up(outbound: OutboundQueue, item: Pending, error: Exception, bus: EventBus) -> None:
     outbound.failed += 1
     log.error("giving up on %s: %s", type(item.request).__name__, error)
-    if item.envelope is not None:
-        item.envelope.fail(error)
-        item.envelope = None
+    item.settle(error)
     bus.publish(RequestFailed(item.request, error))

@@ -4,8 +4,11 @@ Two things kill a TWS connection silently enough to need a watchdog: the socket 
 (TWS's daily restart, a crash, the network) and the session stalling while the socket stays
 open. The watchdog handles both:
 
-- it probes health with ``reqCurrentTime`` every ``health_check_interval``; a probe not
-  answered within ``request_timeout`` makes it abandon the session;
+- it probes health with ``reqCurrentTime`` every ``health_check_interval``; a probe that was
+  written and not answered within ``request_timeout`` makes it abandon the session. A probe
+  that could not be sent (the limiter stopped or busy, the request refused) proves nothing
+  about the session and abandons nothing; nor does one unanswered while TWS has lost its
+  own link to IB (1100), which TWS recovers by itself (1101/1102);
 - after an unrequested `ConnectionLost` it reconnects with exponential backoff and jitter
   (2 s doubling to 60 s by default), resetting after a stable period;
 - inside the daily restart window a disconnect is expected: it is logged at INFO, no
@@ -14,7 +17,8 @@ open. The watchdog handles both:
   `RestoreRequested` so every actor restores its subscriptions and state.
 
 It talks to the connection (Connect, Abandon) and the limiter (the probe) by their
-addresses, and listens to the bus.
+addresses, and listens to the bus. Any of them may be stopped by an operator: the watchdog
+then waits, it does not crash.
 """
 
 from __future__ import annotations
@@ -22,18 +26,26 @@ from __future__ import annotations
 import datetime
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 
 import attrs
 import trio
 
 from ..config import IBKRConfig
 from ..protocol import events as ev
-from ..protocol.client import ConnectFailed
+from ..protocol.client import ConnectFailed, NotConnected, RequestRefused
 from ..protocol.requests import ReqCurrentTime
-from ..supervisor import ActorCrashed, ActorNotRunning, Address, CallTimeout, Mailbox
+from ..supervisor import (
+    ActorCrashed,
+    ActorNotRunning,
+    Address,
+    CallTimeout,
+    Envelope,
+    Mailbox,
+    serve,
+)
 from .bus import EventBus
-from .connection import (
+from .connection_messages import (
     Abandon,
     ClientIdInUse,
     Connect,
@@ -43,9 +55,10 @@ from .connection import (
     ConnectionState,
     ConnectionStatus,
     GetStatus,
+    LinkLost,
     LinkRestored,
 )
-from .limiter import Submit
+from .limiter import DeliveryUnknown, PacingRejected, submit_through
 from .reconnect_policy import DailyRestartWindow, ReconnectBackoff
 
 __all__ = [
@@ -120,11 +133,36 @@ class _State:
     alarms: int = 0
     last_probe_rtt: float | None = None
     connect_now: bool = False
+    # TWS lost its link to IB (1100) and has not restored it (1101/1102) yet; link_losses
+    # counts 1100s, so a probe can tell whether one happened while it waited.
+    link_down: bool = False
+    link_losses: int = 0
     # Set when a reconnect is needed; only the reconnect loop replaces it (after a round),
     # so the loop never waits on an event nobody will set.
     lost: trio.Event = attrs.Factory(trio.Event)
     up: trio.Event = attrs.Factory(trio.Event)
     time_seen: trio.Event = attrs.Factory(trio.Event)
+
+    def on_up(self, backoff: ReconnectBackoff) -> None:
+        self.connected = True
+        self.link_down = False
+        self.up.set()
+        backoff.on_connected(trio.current_time())
+
+    def status(self, backoff: ReconnectBackoff) -> WatchdogStatus:
+        return WatchdogStatus(
+            connected=self.connected, reconnecting=self.reconnecting,
+            attempts=backoff.attempts, probes_sent=self.probes_sent,
+            probes_missed=self.probes_missed, alarms=self.alarms,
+            last_probe_rtt=self.last_probe_rtt,
+        )
+
+
+# A probe that ends in one of these was not (known to be) written: it says nothing about
+# the session's health. The limiter or the connection may be stopped, restarting or busy.
+_PROBE_NOT_SENT = (ActorCrashed, ActorNotRunning, CallTimeout, ConnectFailed, NotConnected,
+                   DeliveryUnknown, PacingRejected, RequestRefused)
+_UP_STATES = (ConnectionState.CONNECTED, ConnectionState.LINK_DOWN)
 
 
 async def run_watchdog(
@@ -154,7 +192,7 @@ async def run_watchdog(
     )
     state = _State()
     subscription = bus.subscribe(
-        (ConnectionEstablished, ConnectionRecovered, ConnectionLost, LinkRestored,
+        (ConnectionEstablished, ConnectionRecovered, ConnectionLost, LinkLost, LinkRestored,
          ev.CurrentTime, ev.CurrentTimeInMillis),
         capacity=10_000,
     )
@@ -166,12 +204,21 @@ async def run_watchdog(
     except (ActorCrashed, ActorNotRunning, CallTimeout):
         status = None
     if isinstance(status, ConnectionStatus):
-        if status.state in (ConnectionState.CONNECTED, ConnectionState.LINK_DOWN):
-            state.connected = True
-            state.up.set()
-            backoff.on_connected(trio.current_time())
+        if status.state in _UP_STATES:
+            state.on_up(backoff)
+            state.link_down = status.state is ConnectionState.LINK_DOWN
         elif status.wanted and status.state is ConnectionState.DISCONNECTED:
             state.lost.set()
+
+    async def on_status(_message: GetWatchdogStatus, _envelope: Envelope) -> object:
+        return state.status(backoff)
+
+    async def on_keep_connected(_message: KeepConnected, _envelope: Envelope) -> object:
+        if not state.connected:
+            state.connect_now = True
+            state.lost.set()
+        return None
+
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_listen, subscription, state, backoff, window, wall_clock, bus)
         nursery.start_soon(_reconnect_loop, state, backoff, window, wall_clock, connection,
@@ -179,57 +226,61 @@ async def run_watchdog(
         nursery.start_soon(_probe_loop, state, config, connection, limiter)
         task_status.started()
         try:
-            async for envelope in mailbox:
-                if isinstance(envelope.message, GetWatchdogStatus):
-                    envelope.reply(WatchdogStatus(
-                        connected=state.connected, reconnecting=state.reconnecting,
-                        attempts=backoff.attempts, probes_sent=state.probes_sent,
-                        probes_missed=state.probes_missed, alarms=state.alarms,
-                        last_probe_rtt=state.last_probe_rtt,
-                    ))
-                elif isinstance(envelope.message, KeepConnected):
-                    if not state.connected:
-                        state.connect_now = True
-                        state.lost.set()
-                else:
-                    envelope.fail(TypeError(
-                        f"watchdog got an unknown message {envelope.message!r}"))
+            await serve(mailbox, {GetWatchdogStatus: on_status, KeepConnected: on_keep_connected})
         finally:
             subscription.close()
             nursery.cancel_scope.cancel()
 
 
 async def _listen(
-    subscription: object, state: _State, backoff: ReconnectBackoff, window: DailyRestartWindow,
-    wall_clock: WallClock, bus: EventBus,
+    subscription: AsyncIterable[object], state: _State, backoff: ReconnectBackoff,
+    window: DailyRestartWindow, wall_clock: WallClock, bus: EventBus,
 ) -> None:
-    async for event in subscription:  # type: ignore[attr-defined]
-        now = trio.current_time()
-        if isinstance(event, ConnectionEstablished | ConnectionRecovered):
-            state.connected = True
-            state.up.set()
-            backoff.on_connected(now)
-            if isinstance(event, ConnectionRecovered):
-                bus.publish(RestoreRequested("reconnected"))
-        elif isinstance(event, ConnectionLost):
-            state.connected = False
-            state.up = trio.Event()
-            backoff.on_lost(now)
-            if event.requested:
-                continue
-            if window.contains(wall_clock()):
-                log.info("TWS disconnected inside the daily restart window; "
-                         "reconnecting when it is back")
-            else:
-                state.alarms += 1
-                log.warning("connection to TWS lost: %s", event.reason)
-                bus.publish(WatchdogAlarm(event.reason))
-            state.lost.set()
-        elif isinstance(event, LinkRestored) and event.data_lost:
+    def on_up(event: object) -> None:
+        state.on_up(backoff)
+        if isinstance(event, ConnectionRecovered):
+            bus.publish(RestoreRequested("reconnected"))
+
+    def on_lost(event: ConnectionLost) -> None:
+        state.connected = False
+        state.link_down = False
+        state.up = trio.Event()
+        backoff.on_lost(trio.current_time())
+        if event.requested:
+            return
+        if window.contains(wall_clock()):
+            log.info("TWS disconnected inside the daily restart window; "
+                     "reconnecting when it is back")
+        else:
+            state.alarms += 1
+            log.warning("connection to TWS lost: %s", event.reason)
+            bus.publish(WatchdogAlarm(event.reason))
+        state.lost.set()
+
+    def on_link_lost(_event: LinkLost) -> None:
+        state.link_down = True
+        state.link_losses += 1
+
+    def on_link_restored(event: LinkRestored) -> None:
+        state.link_down = False
+        if event.data_lost:
             bus.publish(RestoreRequested(
                 "TWS restored its link to IB; market data was lost (1101)"))
-        elif isinstance(event, ev.CurrentTime | ev.CurrentTimeInMillis):
-            state.time_seen.set()
+
+    def on_time(_event: object) -> None:
+        state.time_seen.set()
+
+    table: dict[type, Callable[[object], None]] = {
+        ConnectionEstablished: on_up, ConnectionRecovered: on_up,
+        ConnectionLost: on_lost,  # type: ignore[dict-item]
+        LinkLost: on_link_lost,  # type: ignore[dict-item]
+        LinkRestored: on_link_restored,  # type: ignore[dict-item]
+        ev.CurrentTime: on_time, ev.CurrentTimeInMillis: on_time,
+    }
+    async for event in subscription:
+        handler = table.get(type(event))
+        if handler is not None:
+            handler(event)
 
 
 async def _reconnect_loop(
@@ -265,11 +316,9 @@ async def _reconnect_loop(
                     continue
                 # The reply is the truth: a connection that was already up (recovered by an
                 # attempt whose event we missed, say across our own restart) emits nothing.
-                if isinstance(reply, ConnectionStatus) and reply.state in (
-                        ConnectionState.CONNECTED, ConnectionState.LINK_DOWN):
-                    state.connected = True
-                    state.up.set()
-                    backoff.on_connected(trio.current_time())
+                if isinstance(reply, ConnectionStatus) and reply.state in _UP_STATES:
+                    state.on_up(backoff)
+                    state.link_down = reply.state is ConnectionState.LINK_DOWN
         finally:
             state.reconnecting = False
         state.lost = trio.Event()
@@ -282,24 +331,39 @@ async def _probe_loop(
     while True:
         await state.up.wait()
         await trio.sleep(interval)
-        if not state.connected:
+        if not state.connected or state.link_down:
+            continue  # during 1100 the limiter holds traffic and TWS recovers by itself
+        if await _probe(state, config, limiter):
             continue
-        state.time_seen = trio.Event()
-        sent_at = trio.current_time()
-        state.probes_sent += 1
-        answered = False
-        with trio.move_on_after(config.request_timeout):
-            try:
-                await limiter.call(Submit(ReqCurrentTime()), timeout=config.request_timeout)
-            except (ActorCrashed, CallTimeout, ConnectFailed):
-                pass
-            else:
-                await state.time_seen.wait()
-                answered = True
-        if answered:
-            state.last_probe_rtt = trio.current_time() - sent_at
-        elif state.connected:
-            state.probes_missed += 1
-            log.warning("health probe unanswered for %.0f s; abandoning the session",
-                        config.request_timeout)
+        if not state.connected:
+            continue  # the loss was noticed meanwhile; reconnecting is under way
+        state.probes_missed += 1
+        log.warning("health probe unanswered for %.0f s; abandoning the session",
+                    config.request_timeout)
+        try:
             await connection.cast(Abandon("health probe unanswered"))
+        except ActorNotRunning as exc:
+            log.info("cannot abandon the session: %s", exc)
+
+
+async def _probe(state: _State, config: IBKRConfig, limiter: Address) -> bool:
+    """Send one probe; False only if it was written and TWS did not answer in time while
+    its link to IB was up (a stalled session). Anything else counts as healthy."""
+    losses = state.link_losses
+    state.time_seen = trio.Event()
+    state.probes_sent += 1
+    try:
+        await submit_through(limiter, ReqCurrentTime(), None, config.request_timeout)
+    except _PROBE_NOT_SENT as exc:
+        log.info("health probe not sent: %s", exc)
+        return True
+    sent_at = trio.current_time()
+    with trio.move_on_after(config.request_timeout):
+        await state.time_seen.wait()
+        state.last_probe_rtt = trio.current_time() - sent_at
+        return True
+    if state.link_down or state.link_losses != losses:
+        log.info("health probe unanswered while TWS had lost its link to IB (1100); "
+                 "waiting for TWS to restore it")
+        return True
+    return False
