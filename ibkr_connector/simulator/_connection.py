@@ -116,8 +116,9 @@ class ClientConnection:
                     await trio.sleep_until(slot)
                     now = trio.current_time()
             actions = self.session.handle(event, now, arrived)
-            if isinstance(event, StartApi):
-                on_change()
+            # A new client, or a request that may have opened a line: the server's market
+            # loop sleeps while nobody watches, and is woken here.
+            on_change()
             for action in actions:
                 if isinstance(action, Close):
                     logger.info("closing client %s: %s", self.session.client_id,

@@ -272,10 +272,18 @@ class TwsSimulator:
         return [c for c in self._targets(None) if req_id in c.session.subscriptions]
 
     async def _run_market(self) -> None:
-        """Walk the market on its grid and stream what changed to every client."""
+        """Walk the market on its grid and stream what changed to every client.
+
+        While no client holds a line or a stream, it waits for one instead of ticking: a
+        market nobody watches must not keep a `MockClock` from jumping (the walk itself
+        does not depend on how often it is advanced)."""
         interval = self.config.market_tick_interval
         next_tick = trio.current_time()
         while True:
+            while not self._anyone_watching():
+                changed = self._changed
+                await changed.wait()
+                next_tick = trio.current_time()
             next_tick = max(next_tick + interval, trio.current_time())
             await trio.sleep_until(next_tick)
             self.market.advance(trio.current_time())
@@ -283,6 +291,11 @@ class TwsSimulator:
                 if connection.session.registered:
                     for action in connection.session.market_updates():
                         await connection.send(action.data)
+
+    def _anyone_watching(self) -> bool:
+        return any(c.session.registered and (c.session.market_data.lines
+                                             or c.session.market_data.streams)
+                   for c in self._connections)
 
     async def _run_orders(self) -> None:
         """Fill working orders as the market moves and deliver what the order desk posted
