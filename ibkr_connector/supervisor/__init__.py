@@ -21,18 +21,20 @@ from ._errors import (
     SupervisorEscalation,
     UnknownChild,
 )
-from ._events import ChildInfo, ChildState, SupervisionEvent, SupervisionEventKind
+from ._events import ChildCounts, ChildInfo, ChildState, SupervisionEvent, SupervisionEventKind
 from ._mailbox import Address, Envelope, Mailbox, Registry
 from ._policy import RestartIntensity, backoff_delay
 from ._server import NOREPLY, Handler, NoReply, Stop, serve
 from ._spec import (
     DEFAULT_MAX_RESTARTS,
     DEFAULT_MAX_SECONDS,
+    AutoShutdown,
     Backoff,
     ChildSpec,
     Restart,
     Strategy,
     SupervisorSpec,
+    check_childspecs,
 )
 from ._supervisor import Supervisor, open_supervisor
 
@@ -42,9 +44,11 @@ __all__ = [
     "ActorCrashed",
     "ActorNotRunning",
     "Address",
+    "AutoShutdown",
     "Backoff",
     "CallTimeout",
     "ChildAlreadyPresent",
+    "ChildCounts",
     "ChildInfo",
     "ChildRunning",
     "ChildSpec",
@@ -69,6 +73,7 @@ __all__ = [
     "SupervisorSpec",
     "UnknownChild",
     "backoff_delay",
+    "check_childspecs",
     "open_supervisor",
     "serve",
 ]

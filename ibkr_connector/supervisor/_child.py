@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
+import attrs
 import trio
 
 from ._errors import FailedStart, SupervisorEscalation
@@ -154,6 +155,14 @@ class ChildRecord:
         for child in self.children:
             found.extend(child.walk())
         return found
+
+    def current_spec(self) -> ChildSpec | SupervisorSpec:
+        """The spec as the tree runs it now: a supervisor's children as they are today,
+        dynamic ones added and deleted ones gone (its restarts start exactly these)."""
+        spec = self.spec
+        if isinstance(spec, ChildSpec):
+            return spec
+        return attrs.evolve(spec, children=tuple(c.current_spec() for c in self.children))
 
     def info(self, now: float) -> ChildInfo:
         inc = self.incarnation

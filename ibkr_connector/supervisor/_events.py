@@ -1,9 +1,10 @@
 """What a tree reports about itself: child snapshots and the supervision event stream.
 
-``ChildInfo`` is a point-in-time snapshot (the operator endpoint's ``tree`` command);
-``SupervisionEvent`` is the history (tests and operators subscribe). Publishing never
-blocks the supervisor: a subscriber that falls behind loses its *oldest* events (the
-recent ones say what the tree looks like now) and the loss is counted.
+``ChildInfo`` and ``ChildCounts`` are point-in-time snapshots (``ChildInfo`` answers the
+operator endpoint's ``tree`` command); ``SupervisionEvent`` is the history (tests and
+operators subscribe). Publishing never blocks the supervisor: a subscriber that falls
+behind loses its *oldest* events (the recent ones say what the tree looks like now) and
+the loss is counted.
 """
 
 from __future__ import annotations
@@ -60,6 +61,16 @@ class ChildInfo:
     def find(self, name: str) -> ChildInfo | None:
         """The node called *name* in this subtree (names are unique in a tree), if any."""
         return next((info for info in self.walk() if info.name == name), None)
+
+
+@attrs.frozen
+class ChildCounts:
+    """OTP's ``count_children``: the direct children of one supervisor, by kind and liveness."""
+
+    specs: int  # children in the list, running or not
+    active: int  # children RUNNING now
+    supervisors: int  # children that are supervisors, running or not
+    workers: int  # children that are workers, running or not
 
 
 class EventBus:

@@ -9,9 +9,9 @@ started; a stop request interrupts that) and by graceful stops (bounded by shutd
 timeouts). Past its restart intensity, a supervisor stops its children in reverse order
 and raises ``SupervisorEscalation`` to its parent.
 
-A node needs a few services of the tree it runs in (events, the name index, the map of
-live nodes); it declares them as the :class:`TreeServices` protocol, which ``_tree.Tree``
-satisfies, so the dependency runs one way: ``_child`` <- ``_node`` <- ``_tree``.
+A node reaches the tree it runs in only through the ``TreeServices`` protocol of
+``_interfaces`` (which ``_tree.Tree`` satisfies), so the dependency runs one way:
+``_child`` <- ``_interfaces`` <- ``_node`` <- ``_tree`` <- ``_supervisor``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Awaitable, Callable
-from typing import Literal, Protocol
 
 import attrs
 import trio
@@ -33,6 +32,7 @@ from ._errors import (
     UnknownChild,
 )
 from ._events import ChildState, SupervisionEventKind
+from ._interfaces import Command, TreeServices
 from ._policy import (
     ABNORMAL,
     ExitKind,
@@ -41,49 +41,15 @@ from ._policy import (
     next_attempt,
     should_restart,
 )
-from ._spec import ChildSpec, Restart, Strategy, SupervisorSpec
+from ._spec import (
+    AutoShutdown,
+    Restart,
+    Strategy,
+    SupervisorSpec,
+    check_childspecs,
+)
 
 Kind = SupervisionEventKind
-Operation = Literal["restart", "force_restart", "terminate", "start", "add", "delete"]
-
-
-class TreeServices(Protocol):
-    """What a running supervisor needs from its tree (``_tree.Tree`` provides it)."""
-
-    def emit(self, kind: Kind, supervisor: str, child: str, reason: str) -> None:
-        """Publish one supervision event."""
-
-    def mark_stopped(self, record: ChildRecord, reason: str) -> None:
-        """``record`` and its subtree are STOPPED: close mailboxes, fail pending calls."""
-
-    def adopt(
-        self, spec: ChildSpec | SupervisorSpec, parent: ChildRecord | None
-    ) -> ChildRecord:
-        """Build (and validate) records for a new child under ``parent``."""
-
-    def forget(self, record: ChildRecord) -> None:
-        """Remove a deleted child and its subtree from the tree."""
-
-    def attach(self, node: SupervisorNode) -> None:
-        """``node`` now runs its record's children and takes its operator commands."""
-
-    def detach(self, node: SupervisorNode) -> None:
-        """``node`` has ended (a no-op if another node runs that record by now)."""
-
-
-@attrs.define(eq=False)
-class Command:
-    """An operator request, answered through ``done`` / ``error``."""
-
-    op: Operation
-    target: ChildRecord | None
-    spec: ChildSpec | SupervisorSpec | None = None
-    done: trio.Event = attrs.field(factory=trio.Event)
-    error: BaseException | None = None
-
-    def finish(self, error: BaseException | None = None) -> None:
-        self.error = error
-        self.done.set()
 
 
 @attrs.frozen(eq=False)
@@ -110,6 +76,10 @@ class _GiveUp(Exception):
         self.child = child
         self.last_error = last_error
         self.error = error
+
+
+class _AutoShutdown(Exception):
+    """Internal: a significant child ended and ``auto_shutdown`` says the supervisor ends."""
 
 
 class SupervisorNode:
@@ -140,7 +110,8 @@ class SupervisorNode:
         On a stop request the children are stopped in reverse order (for good, or, if the
         parent is restarting this supervisor, left RESTARTING so their mailboxes keep
         accepting). Raises ``SupervisorEscalation`` after stopping them if the restart
-        intensity is exceeded.
+        intensity is exceeded. Returns (with ``inc.shutdown_note`` set) when significant
+        children ended and ``auto_shutdown`` says so: OTP's exit with ``shutdown``.
         """
         give_up: _GiveUp | None = None
         self._tree.attach(self)
@@ -156,10 +127,15 @@ class SupervisorNode:
                         await self._serve()
                 except _GiveUp as exc:
                     give_up = exc
+                except _AutoShutdown as exc:
+                    inc.shutdown_note = str(exc)
                 finally:
                     self.accepting = False
                     self._fail_commands()
-                    await self._stop_all(final=give_up is None and inc.stop_final)
+                    # Ending itself (gave up, auto_shutdown), a supervisor leaves its
+                    # children's mailboxes open: its parent may restart it.
+                    ends_itself = give_up is not None or inc.shutdown_note is not None
+                    await self._stop_all(final=inc.stop_final and not ends_itself)
                     self._fail_commands()
                     nursery.cancel_scope.cancel()
         finally:
@@ -323,6 +299,8 @@ class SupervisorNode:
             child.terminated = child.spec.restart is Restart.TEMPORARY
             self._tree.mark_stopped(child, f"not restarted ({child.spec.restart.value}): "
                                            f"{reason}")
+            if inc.kind is not None and child.spec.significant:
+                self._check_auto_shutdown(child, reason)
             return
         now = trio.current_time()
         if not self._intensity.record(now):
@@ -343,6 +321,19 @@ class SupervisorNode:
             member.due_at = due if member.due_at is None else max(member.due_at, due)
             member.state = ChildState.RESTARTING
             self._tree.emit(Kind.RESTARTED, self.name, member.name, f"{why}; delay {delay:.3f} s")
+
+    def _check_auto_shutdown(self, child: ChildRecord, reason: str) -> None:
+        """A significant child ended for good by itself: end this supervisor if due."""
+        mode = self.spec.auto_shutdown
+        if mode is AutoShutdown.ALL_SIGNIFICANT and any(
+            c.spec.significant and c.state is not ChildState.STOPPED
+            for c in self.record.children
+        ):
+            return
+        if mode is not AutoShutdown.NEVER:
+            raise _AutoShutdown(
+                f"auto_shutdown {mode.value}: significant child {child.name!r} ended ({reason})"
+            )
 
     def _group(self, child: ChildRecord) -> list[ChildRecord]:
         """The children restarted together with ``child``, in start order."""
@@ -405,6 +396,7 @@ class SupervisorNode:
     async def _execute(self, command: Command) -> None:
         if command.op == "add":
             assert command.spec is not None
+            check_childspecs([command.spec], self.spec.auto_shutdown)
             added = self._tree.adopt(command.spec, self.record)
             self.record.children.append(added)
             try:

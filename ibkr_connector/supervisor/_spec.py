@@ -48,6 +48,19 @@ class Strategy(enum.Enum):
     REST_FOR_ONE = "rest_for_one"  # the failed child and those started after it
 
 
+class AutoShutdown(enum.Enum):
+    """When a supervisor ends itself because its significant children ended (OTP 24+).
+
+    Only exits a child makes by itself count: a child stopped by an operator or by a
+    sibling's group restart never triggers it. The supervisor then stops its other
+    children and ends with OTP's ``shutdown``, which its parent treats as a normal exit.
+    """
+
+    NEVER = "never"  # no automatic shutdown; significant children are refused
+    ANY_SIGNIFICANT = "any_significant"  # when any significant child ends for good
+    ALL_SIGNIFICANT = "all_significant"  # when the last running significant child does
+
+
 def _non_negative(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not value >= 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
@@ -105,11 +118,15 @@ class ChildSpec:
         default=DEFAULT_WORKER_SHUTDOWN, validator=_non_negative
     )
     mailbox_capacity: int = attrs.field(default=DEFAULT_MAILBOX_CAPACITY)
+    significant: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
     @mailbox_capacity.validator
     def _check_capacity(self, _attribute: attrs.Attribute[int], value: int) -> None:
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"mailbox_capacity must be an int >= 1, got {value!r}")
+
+    def __attrs_post_init__(self) -> None:
+        _check_significant(self)
 
 
 def _to_children(value: Iterable[ChildSpec | SupervisorSpec]) -> tuple[
@@ -127,7 +144,9 @@ class SupervisorSpec:
     """A supervisor: an ordered list of children and the policy applied to their exits.
 
     As a child of another supervisor it has a restart type and a shutdown timeout like
-    any worker; ``backoff`` applies to the restarts *this* supervisor performs.
+    any worker; ``backoff`` applies to the restarts *this* supervisor performs. Children
+    are checked with :func:`check_childspecs` against ``auto_shutdown`` when the spec is
+    built, so an invalid tree cannot even be described.
     """
 
     name: str = attrs.field(validator=_valid_name)
@@ -148,6 +167,14 @@ class SupervisorSpec:
     shutdown_timeout: float = attrs.field(
         default=DEFAULT_SUPERVISOR_SHUTDOWN, validator=_non_negative
     )
+    significant: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    auto_shutdown: AutoShutdown = attrs.field(
+        default=AutoShutdown.NEVER, validator=attrs.validators.instance_of(AutoShutdown)
+    )
+
+    def __attrs_post_init__(self) -> None:
+        _check_significant(self)
+        check_childspecs(self.children, self.auto_shutdown)
 
     @max_restarts.validator
     def _check_max_restarts(self, _attribute: attrs.Attribute[int], value: int) -> None:
@@ -163,3 +190,34 @@ class SupervisorSpec:
             else:
                 found.append(child.name)
         return found
+
+
+def _check_significant(spec: ChildSpec | SupervisorSpec) -> None:
+    if spec.significant and spec.restart is Restart.PERMANENT:
+        raise ValueError(
+            f"child {spec.name!r}: a significant child must be transient or temporary "
+            "(a permanent one never ends for good, so it could never trigger auto_shutdown)"
+        )
+
+
+def check_childspecs(
+    children: Iterable[ChildSpec | SupervisorSpec], auto_shutdown: AutoShutdown | None = None
+) -> None:
+    """Raise ``ValueError`` (``TypeError`` for a non-spec) unless ``children`` can run together.
+
+    OTP's ``check_childspecs/2``: every name unique in the whole subtree, and, unless
+    ``auto_shutdown`` is None, no significant child under a supervisor whose
+    ``auto_shutdown`` is NEVER. Each spec validated itself when it was built.
+    """
+    seen: set[str] = set()
+    for child in _to_children(children):
+        names = child.names() if isinstance(child, SupervisorSpec) else [child.name]
+        for name in names:
+            if name in seen:
+                raise ValueError(f"child name {name!r} is not unique in the supervision tree")
+            seen.add(name)
+        if child.significant and auto_shutdown is AutoShutdown.NEVER:
+            raise ValueError(
+                f"child {child.name!r} is significant, but its supervisor's auto_shutdown is "
+                "never: significant children need any_significant or all_significant"
+            )

@@ -15,9 +15,9 @@ import trio
 
 from ._child import ChildRecord, Incarnation
 from ._errors import ActorNotRunning
-from ._events import ChildInfo, ChildState, SupervisionEvent
+from ._events import ChildCounts, ChildInfo, ChildState, SupervisionEvent
+from ._interfaces import Command, LiveSupervisor, Operation
 from ._mailbox import Address, Registry
-from ._node import Command, Operation, SupervisorNode
 from ._spec import ChildSpec, SupervisorSpec
 from ._tree import Tree
 
@@ -52,6 +52,25 @@ class Supervisor:
         record = self._supervisor_record(supervisor)
         now = trio.current_time()
         return [child.info(now) for child in record.children]
+
+    def count_children(self, supervisor: str | None = None) -> ChildCounts:
+        """OTP's ``count_children`` for the direct children of ``supervisor`` (default: root)."""
+        children = self._supervisor_record(supervisor).children
+        supervisors = sum(1 for child in children if child.kind == "supervisor")
+        return ChildCounts(
+            specs=len(children),
+            active=sum(1 for child in children if child.state is ChildState.RUNNING),
+            supervisors=supervisors,
+            workers=len(children) - supervisors,
+        )
+
+    def get_childspec(self, name: str) -> ChildSpec | SupervisorSpec:
+        """The spec of the child ``name`` (OTP's ``get_childspec``); ``UnknownChild`` if none.
+
+        For a supervisor, its ``children`` are those it has now (dynamic ones included),
+        so the returned spec describes what a restart of it would start.
+        """
+        return self._tree.lookup(name).current_spec()
 
     def tree(self) -> ChildInfo:
         """A snapshot of the whole tree, the root supervisor first."""
@@ -141,7 +160,7 @@ class Supervisor:
             raise ValueError(f"{name!r} is a worker, not a supervisor")
         return record
 
-    def _node_of(self, record: ChildRecord) -> SupervisorNode:
+    def _node_of(self, record: ChildRecord) -> LiveSupervisor:
         node = self._tree.node_of(record)
         if node is None or not node.accepting:
             raise ActorNotRunning(record.name, "this supervisor is not running")

@@ -3,7 +3,7 @@
 A :class:`Tree` owns the name index (names are unique in the whole tree), binds worker
 names to mailboxes in the :class:`Registry`, publishes supervision events, and runs the
 root supervisor. Supervisors (``_node``) call into it through the ``TreeServices``
-protocol they declare; the public handle (``_supervisor``) reads from it. Everything here
+protocol of ``_interfaces``; the public handle (``_supervisor``) reads from it. Everything here
 is synchronous except ``run_root``.
 """
 
@@ -16,6 +16,7 @@ import trio
 from ._child import ChildRecord, Incarnation, ReadyStatus, describe_error
 from ._errors import ChildAlreadyPresent, SupervisorEscalation, UnknownChild
 from ._events import ChildState, EventBus, SupervisionEvent, SupervisionEventKind
+from ._interfaces import LiveSupervisor
 from ._mailbox import Registry, _MailboxCore
 from ._node import SupervisorNode
 from ._spec import ChildSpec, SupervisorSpec
@@ -37,7 +38,7 @@ class Tree:
         self.escalation: SupervisorEscalation | None = None
         self.body_scope: trio.CancelScope | None = None
         # The running node of each supervisor record (none while it is not running).
-        self.nodes: dict[ChildRecord, SupervisorNode] = {}
+        self.nodes: dict[ChildRecord, LiveSupervisor] = {}
         self.root = self.adopt(spec, None)
 
     # -- membership -------------------------------------------------------------------
@@ -85,14 +86,14 @@ class Tree:
             if each.core is not None:
                 each.core.close("deleted from the supervision tree", unbind=True)
 
-    def attach(self, node: SupervisorNode) -> None:
+    def attach(self, node: LiveSupervisor) -> None:
         self.nodes[node.record] = node
 
-    def detach(self, node: SupervisorNode) -> None:
+    def detach(self, node: LiveSupervisor) -> None:
         if self.nodes.get(node.record) is node:
             del self.nodes[node.record]
 
-    def node_of(self, record: ChildRecord) -> SupervisorNode | None:
+    def node_of(self, record: ChildRecord) -> LiveSupervisor | None:
         """The running node of a supervisor record, if it runs."""
         return self.nodes.get(record)
 
@@ -137,6 +138,7 @@ class Tree:
 
         An escalation is stored and the ``open_supervisor`` body is cancelled, so the
         error comes out of the ``async with`` rather than out of a nursery as a group.
+        An auto_shutdown of the root cancels the body too, and the block ends normally.
         """
         root = self.root
         root.incarnation = inc
@@ -147,6 +149,12 @@ class Tree:
             self.escalation = exc
             root.last_error = describe_error(exc)
             if self.body_scope is not None:
+                self.body_scope.cancel()
+        else:
+            if inc.shutdown_note is not None and self.body_scope is not None:
+                # auto_shutdown of the root: the tree is done, the block ends normally.
+                logger.info("supervisor %r shut down: %s", root.name,
+                            inc.shutdown_note.split(":", 1)[0])
                 self.body_scope.cancel()
         finally:
             root.incarnation = None

@@ -59,6 +59,7 @@ def test_records_nodes_and_the_tree_are_layered_in_that_order() -> None:
     graph = _imports()
     assert "_node" not in graph["_child"] and "_tree" not in graph["_child"]
     assert "_tree" not in graph["_node"]
+    assert "_node" not in graph["_supervisor"]  # the handle knows the LiveSupervisor protocol
 
 
 def test_the_package_needs_only_trio_attrs_and_the_standard_library() -> None:

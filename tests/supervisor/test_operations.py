@@ -10,6 +10,7 @@ import trio.testing
 from ibkr_connector.supervisor import (
     ActorNotRunning,
     Backoff,
+    ChildCounts,
     ChildRunning,
     ChildSpec,
     ChildState,
@@ -52,6 +53,42 @@ async def test_which_children_reports_state_restarts_error_uptime_and_depth(
         assert sub.uptime == pytest.approx(14.0)
         assert a.mailbox_depth == 2  # one of the three is in hand
         assert [c.name for c in sub.children] == ["b"]
+
+
+async def test_count_children_counts_specs_active_supervisors_and_workers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    probe = Probe()
+    async with open_supervisor(pair(probe)) as sup:
+        assert sup.count_children() == ChildCounts(specs=2, active=2, supervisors=1, workers=1)
+        await sup.terminate_child("a")
+        assert sup.count_children() == ChildCounts(specs=2, active=1, supervisors=1, workers=1)
+        assert sup.count_children("sub") == ChildCounts(specs=1, active=1, supervisors=0,
+                                                        workers=1)
+        with pytest.raises(ValueError, match="not a supervisor"):
+            sup.count_children("a")
+
+
+async def test_get_childspec_gives_the_spec_the_tree_runs_now(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    probe = Probe()
+    spec = pair(probe)
+    async with open_supervisor(spec) as sup:
+        assert sup.get_childspec("a") is spec.children[0]
+        extra = ChildSpec("extra", probe.echo("extra"))
+        await sup.start_child(extra, under="sub")
+        sub = sup.get_childspec("sub")
+        assert isinstance(sub, SupervisorSpec)
+        assert [c.name for c in sub.children] == ["b", "extra"]
+        assert sub.children[1] is extra
+        await sup.terminate_child("b")
+        await sup.delete_child("b")
+        sub = sup.get_childspec("sub")
+        assert isinstance(sub, SupervisorSpec)
+        assert [c.name for c in sub.children] == ["extra"]
+        with pytest.raises(UnknownChild):
+            sup.get_childspec("b")
 
 
 async def test_stopped_children_have_no_uptime(autojump_clock: trio.testing.MockClock) -> None:
