@@ -259,7 +259,10 @@ class SessionReader:
             client.disconnect()
         except Exception as exc:  # noqa: BLE001 - a frame ibapi cannot decode
             detail = describe(exc)
-            log.warning("ibapi could not decode a message from TWS: %s", detail)
+            # The exception text can quote a field (a price, an account): its type only at
+            # WARNING, the detail at DEBUG (and in the event, which is not logged).
+            log.warning("ibapi could not decode a message from TWS (%s)", type(exc).__name__)
+            log.debug("undecodable message: %s", detail)
             client.disconnect()
             self._bridge.post(ev.MalformedMessage(detail))
         else:
