@@ -64,9 +64,10 @@ def _config(sim: TwsSimulator) -> IBKRConfig:
 
 
 async def test_a_submit_that_timed_out_never_reaches_the_wire_and_a_claimed_one_reports(
-    sim: TwsSimulator, tmp_path: Path, io_clock: trio.testing.MockClock,
+    quiet_sim: TwsSimulator, tmp_path: Path, io_clock: trio.testing.MockClock,
     slow_order_writes: None,
 ) -> None:
+    sim = quiet_sim  # a market that stands still lets the clock jump
     # Order 1 is written from 0 s to 3 s; order 2 is claimed at 3 s and written by 6 s, past
     # its 5 s deadline; order 3 is still queued at 5 s.
     outcome: dict[int, str] = {}
@@ -92,9 +93,10 @@ async def test_a_submit_that_timed_out_never_reaches_the_wire_and_a_claimed_one_
 
 
 async def test_a_cancelled_submit_never_reaches_the_wire_and_a_claimed_one_completes(
-    sim: TwsSimulator, tmp_path: Path, io_clock: trio.testing.MockClock,
+    quiet_sim: TwsSimulator, tmp_path: Path, io_clock: trio.testing.MockClock,
     slow_order_writes: None,
 ) -> None:
+    sim = quiet_sim  # a market that stands still lets the clock jump
     outcome: dict[int, str] = {}
     async with open_runtime(_config(sim), audit_path=tmp_path / "audit.jsonl",
                             connect=True) as runtime:
