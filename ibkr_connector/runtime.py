@@ -182,12 +182,6 @@ class Runtime:
         return result
 
     @_ibkr_errors
-    async def ensure_connected(self) -> conn.ConnectionStatus:
-        result = await self._connection.call(conn.Connect(), timeout=self._call_timeout())
-        assert isinstance(result, conn.ConnectionStatus)
-        return result
-
-    @_ibkr_errors
     async def disconnect(self) -> None:
         await self._connection.call(conn.Disconnect(), timeout=self._call_timeout())
 
@@ -608,6 +602,8 @@ class Runtime:
             "reconnecting": status.watchdog.reconnecting,
             "request_rate_per_s": status.limiter.rate_now,
             "last_error": c.last_error,
+            "upstream_degraded": c.upstream_degraded,
+            "data_farms": {name: state.value for name, state in sorted(c.farms.items())},
         }
 
     async def _link_is_up(self) -> bool:
