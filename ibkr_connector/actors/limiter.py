@@ -391,6 +391,8 @@ def _on_pacing_violation(
 
 def _give_up(outbound: OutboundQueue, item: Pending, error: Exception, bus: EventBus) -> None:
     outbound.failed += 1
-    log.error("giving up on %s: %s", type(item.request).__name__, error)
+    # A caller that gave up was told so already: dropping its request is routine.
+    level = logging.INFO if isinstance(error, RequestAbandoned) else logging.ERROR
+    log.log(level, "giving up on %s: %s", type(item.request).__name__, error)
     item.settle(error)
     bus.publish(RequestFailed(item.request, error))
