@@ -32,8 +32,9 @@ import attrs
 import trio
 
 from ..config import IBKRConfig
+from ..protocol import codes
 from ..protocol import events as ev
-from ..protocol.client import ConnectFailed, NotConnected, RequestRefused
+from ..protocol.client import ConnectFailed, RequestRefused
 from ..protocol.requests import ReqCurrentTime
 from ..supervisor import (
     ActorCrashed,
@@ -58,7 +59,7 @@ from .connection_messages import (
     LinkLost,
     LinkRestored,
 )
-from .limiter import DeliveryUnknown, PacingRejected, submit_through
+from .limiter import DeliveryUnknown, submit_through
 from .reconnect_policy import DailyRestartWindow, ReconnectBackoff
 
 __all__ = [
@@ -159,9 +160,10 @@ class _State:
 
 
 # A probe that ends in one of these was not (known to be) written: it says nothing about
-# the session's health. The limiter or the connection may be stopped, restarting or busy.
-_PROBE_NOT_SENT = (ActorCrashed, ActorNotRunning, CallTimeout, ConnectFailed, NotConnected,
-                   DeliveryUnknown, PacingRejected, RequestRefused)
+# the session's health. The limiter may be stopped (ActorNotRunning), busy or held during
+# an outage (CallTimeout: its claim never came); ibapi may refuse the write, or the write
+# may break off (the connection notices that itself).
+_PROBE_NOT_SENT = (ActorNotRunning, CallTimeout, DeliveryUnknown, RequestRefused)
 _UP_STATES = (ConnectionState.CONNECTED, ConnectionState.LINK_DOWN)
 
 
@@ -193,7 +195,7 @@ async def run_watchdog(
     state = _State()
     subscription = bus.subscribe(
         (ConnectionEstablished, ConnectionRecovered, ConnectionLost, LinkLost, LinkRestored,
-         ev.CurrentTime, ev.CurrentTimeInMillis),
+         ev.CurrentTime, ev.CurrentTimeInMillis, ev.TwsError),
         capacity=10_000,
     )
     # Learn where things stand: a loss that happened before we subscribed (say, while an
@@ -270,12 +272,19 @@ async def _listen(
     def on_time(_event: object) -> None:
         state.time_seen.set()
 
+    def on_error(event: ev.TwsError) -> None:
+        # An error 100 may be the probe's only answer (the limiter re-sends it, or gives it
+        # up as PacingRejected): TWS read it and replied, so the session is alive.
+        if codes.classify(event.code).strategy is codes.Strategy.BACKOFF_AND_RETRY:
+            state.time_seen.set()
+
     table: dict[type, Callable[[object], None]] = {
         ConnectionEstablished: on_up, ConnectionRecovered: on_up,
         ConnectionLost: on_lost,  # type: ignore[dict-item]
         LinkLost: on_link_lost,  # type: ignore[dict-item]
         LinkRestored: on_link_restored,  # type: ignore[dict-item]
         ev.CurrentTime: on_time, ev.CurrentTimeInMillis: on_time,
+        ev.TwsError: on_error,  # type: ignore[dict-item]
     }
     async for event in subscription:
         handler = table.get(type(event))

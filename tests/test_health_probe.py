@@ -1,8 +1,10 @@
-"""While TWS has lost its link to IB (1100) the watchdog waits for TWS, it does not abandon.
+"""What a health probe's silence means: only a stalled session is abandoned.
 
-TWS restores its own link (1101/1102) and the limiter holds every request meanwhile, so a
-health probe that is held, or written and left unanswered across the 1100, says nothing
-about our session. Abandoning it would throw away a working socket and every subscription.
+The watchdog abandons the session when a probe it wrote goes unanswered. While TWS has lost
+its link to IB (1100), TWS restores the link itself (1101/1102) and the limiter holds every
+request, so a probe held, or written and left unanswered across the 1100, says nothing
+about our session; nor does one TWS answered with a pacing error (100). Abandoning would
+throw away a working socket and every subscription.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import trio.testing
 
 from ibkr_connector.actors.connection_messages import ConnectionLost, LinkLost, LinkRestored
 from ibkr_connector.config import IBKRConfig, WatchdogConfig
+from ibkr_connector.protocol import events as ev
 from ibkr_connector.runtime import open_runtime
 from ibkr_connector.simulator import TwsSimulator
 
@@ -81,3 +84,26 @@ async def test_a_probe_left_unanswered_across_an_1100_does_not_abandon_the_sessi
     assert lost is None
     assert status.watchdog.probes_missed == 0
     assert status.connection.reconnects == 0
+
+
+async def test_a_probe_answered_only_by_a_pacing_error_does_not_abandon_the_session(
+    quiet_sim: TwsSimulator, tmp_path: Path, io_clock: trio.testing.MockClock
+) -> None:
+    sim = quiet_sim
+    async with open_runtime(_config(sim), audit_path=tmp_path / "a.jsonl",
+                            connect=True) as runtime:
+        events = runtime.events((ConnectionLost,))
+        sim.set_reply_delay(1_000.0)  # the probe's own answer is not coming...
+        with trio.fail_after(30):
+            while not (await runtime.status()).watchdog.probes_sent:
+                await trio.sleep(0.5)
+        await trio.sleep(1.0)
+        # ...but TWS read it and refused it for pacing: alive. (Published as the connection
+        # would: the simulator's delayed replies would hold the error back too.)
+        runtime.bus.publish(ev.TwsError(-1, 100, "Max rate of messages per second exceeded"))
+        # Past the probe's 10 s timeout, before the next probe's (also unanswered) runs out.
+        await trio.sleep(12.0)
+        status = await runtime.status()
+        lost = events.receive_nowait() if events.pending() else None
+    assert lost is None
+    assert status.watchdog.probes_missed == 0
