@@ -17,8 +17,8 @@ from ibkr_connector.actors.audit import read_audit_records
 from ibkr_connector.actors.market_data_messages import UnknownContract
 from ibkr_connector.actors.orders_messages import (
     InvalidOrder,
-    NotOurOrder,
     OrderFilled,
+    OrderNotModifiable,
     OrderRejected,
 )
 from ibkr_connector.config import IBKRConfig, WatchdogConfig
@@ -114,7 +114,7 @@ async def test_a_resting_order_is_modified_under_its_id_then_cancelled(
             await trade.done()
         assert trade.status is TradeStatus.CANCELLED
         assert placed(sim) == [trade.order_id, trade.order_id]  # one id, place + modify
-        with pytest.raises(NotOurOrder):
+        with pytest.raises(OrderNotModifiable):
             await runtime.modify(trade, limit_price=far)
         kinds = [r.kind for r in read_audit_records(tmp_path / "audit.jsonl")]
         assert kinds.count("order_intent") == 2 and kinds.count("cancel_intent") == 1

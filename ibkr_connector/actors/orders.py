@@ -65,6 +65,7 @@ from .orders_messages import (
     GetTrades,
     Modify,
     NotOurOrder,
+    OrderNotModifiable,
     Place,
     PlaceVerticalSpread,
     Reconcile,
@@ -202,8 +203,9 @@ class OrdersActor:
 
     async def modify(self, message: Modify) -> Trade:
         trade = self._own(message.trade)
-        if trade.is_done or trade.status is TradeStatus.UNKNOWN:
-            raise NotOurOrder(f"order {trade.order_id} is {trade.status.value}: not modifiable")
+        if trade.is_done or trade.acknowledged_at is None:
+            raise OrderNotModifiable(f"order {trade.order_id} is {trade.status.value}: "
+                                     "not modifiable")
         order = copy.copy(trade.order)
         if message.limit_price is not None:
             order.lmtPrice = message.limit_price

@@ -33,6 +33,7 @@ __all__ = [
     "OrderError",
     "OrderFilled",
     "OrderImpact",
+    "OrderNotModifiable",
     "OrderReconciled",
     "OrderRejected",
     "OrderStats",
@@ -57,6 +58,11 @@ class InvalidOrder(OrderError, ValueError):
 class NotOurOrder(OrderError, LookupError):
     """The trade is not this runtime's to change: another client's order (read-only), or an
     order id the book does not hold."""
+
+
+class OrderNotModifiable(OrderError):
+    """The order cannot be modified now: it is finished, or TWS has not acknowledged it yet
+    (its fate is not known; a modification could be taken for a new order)."""
 
 
 class CancelRefused(OrderError):
