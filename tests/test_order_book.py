@@ -184,3 +184,21 @@ def test_order_checks_refuse_what_tws_would() -> None:
     o.totalQuantity = Decimal(0)
     with pytest.raises(InvalidOrder):
         check_order(o)
+
+
+def test_an_older_status_never_takes_back_a_fill() -> None:
+    book, trade = book_with()
+    for filled in (4, 0, 2):
+        book.on_status(ev.OrderStatus(5, "Submitted", Decimal(filled), Decimal(10 - filled),
+                                      1.0, 1, 0, 0.0, ME, "", 0.0), 1.0)
+    assert trade.filled_quantity == 4 and trade.remaining == 6
+
+
+def test_a_completed_order_ends_a_live_one_but_never_fills_it() -> None:
+    book, trade = book_with()
+    book.on_status(ev.OrderStatus(5, "Submitted", Decimal(0), Decimal(10), 0.0, 77, 0, 0.0,
+                                  ME, "", 0.0), 1.0)
+    assert book.on_completed_order(77, "Filled", 2.0) == []
+    assert trade.status is TradeStatus.SUBMITTED  # quantities come with the executions
+    book.on_completed_order(77, "Cancelled", 3.0)
+    assert trade.status is TradeStatus.CANCELLED

@@ -127,3 +127,17 @@ async def test_every_intent_is_in_the_trail_before_its_order_reached_the_wire(
     assert outcome.fields["intent_seq"] == intent.seq and outcome.fields["outcome"] == "written"
     assert intent.seq < outcome.seq
     assert Decimal(intent.fields["quantity"]) == 1
+
+
+async def test_an_order_cancelled_at_ib_while_the_link_was_down_ends_cancelled(
+    sim: TwsSimulator, tmp_path: Path, io_clock: trio.testing.MockClock
+) -> None:
+    async with runtime_for(sim, tmp_path / "audit.jsonl") as runtime:
+        trade = await runtime.place_order(
+            Stock("SPY"), order("BUY", 1, "LMT", round(sim.market.spot(SPY) * 0.5, 2)))
+        await until(trade, lambda t: t.status is TradeStatus.SUBMITTED)
+        await sim.refuse_for(5.0)
+        sim.orders.cancel(trade.client_id, trade.order_id, sim.market.wall_time())
+        await until(trade, lambda t: t.is_done, timeout=60)
+        assert trade.status is TradeStatus.CANCELLED
+        assert placed(sim) == [trade.order_id]

@@ -152,6 +152,8 @@ class OrderBook:
         if trade is None or status is None:
             return []
         self._acknowledged(trade, now)
+        if event.filled < trade.filled_quantity:
+            return []  # older than what we know: TWS's cumulative filled never goes back
         trade.perm_id = event.perm_id or trade.perm_id
         trade.filled_quantity, trade.remaining = Decimal(event.filled), Decimal(event.remaining)
         if trade.filled_quantity > 0 and 0 < event.avg_fill_price < 1.7e308:
@@ -209,6 +211,20 @@ class OrderBook:
         if trade is not None:
             trade.fills[:] = [updated if f.exec_id == exec_id else f for f in trade.fills]
             trade._touch()
+
+    def on_completed_order(self, perm_id: int, status_text: str, now: float) -> list[object]:
+        """``completedOrder`` (matched by permId: it carries no order id): how an order
+        TWS no longer lists ended, e.g. cancelled by TWS while the link was down."""
+        status = TradeStatus.from_tws(status_text)
+        if status is TradeStatus.FILLED:
+            return []  # a fill is the executions' to tell: they carry the quantities
+        trade = next((t for t in self.trades.values() if perm_id and t.perm_id == perm_id),
+                     None)
+        if trade is None or status is None or trade.is_done:
+            return []
+        if trade._set_status(status, now, "completedOrder"):
+            return self._after_status(trade)
+        return []
 
     def on_error(self, order_id: int, info: codes.CodeInfo, tws_text: str,
                  now: float) -> list[object]:

@@ -10,12 +10,17 @@ demand. One round is:
    book adopts what it did not know; other clients' orders read-only);
 3. ``reqExecutions`` since the last execution seen, then ``execDetailsEnd``: fills made
    while the link was down arrive here, and one seen before is counted once (by execId);
-4. only now, with both answers complete, settle each remembered order: TWS named it or
+   an order whose executions add up to its quantity is ``Filled``;
+4. ``reqCompletedOrders``: how the orders TWS no longer lists ended (cancelled or made
+   inactive while the link was down), matched by permId;
+5. only now, with both answers complete, settle each remembered order: TWS named it or
    filled it -> adopted; else -> ``NotPlaced``. Each finding is audited
    (``order_reconciled``) and published (`OrderReconciled`). Nothing is ever re-sent.
 
 A round that cannot finish (the link drops again, TWS does not answer in time) settles
-nothing: the next trigger starts a new round.
+nothing: the next trigger starts a new round. A drop interrupts the running round at
+once: an answer to a request the limiter re-sends after the reconnect would be newer than
+the answers before it, and mixing the two is how a fill goes missing.
 """
 
 from __future__ import annotations
@@ -28,12 +33,12 @@ from typing import Any
 import trio
 
 from .._errors import IBKRError
-from ..protocol.requests import ReqAllOpenOrders, ReqExecutions, Request
+from ..protocol.requests import ReqAllOpenOrders, ReqCompletedOrders, ReqExecutions, Request
 from ..supervisor import SupervisorError
 from .order_book import OrderBook
-from .orders_messages import OrderReconciled, ReconcileReport
+from .orders_messages import OrderError, OrderReconciled, ReconcileReport
 
-__all__ = ["Reconciler", "exec_req_ids"]
+__all__ = ["Reconciler", "ReconciliationInterrupted", "exec_req_ids"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,10 @@ def exec_req_ids() -> Iterator[int]:
     return itertools.count(_EXEC_REQ_BASE)
 
 
+class ReconciliationInterrupted(OrderError):
+    """The link to TWS dropped during a reconciliation round; nothing was settled."""
+
+
 class Reconciler:
     """One orders-actor incarnation's reconciliation rounds (one at a time)."""
 
@@ -52,18 +61,30 @@ class Reconciler:
                  send: Callable[[Request], Awaitable[None]],
                  audit: Callable[..., Awaitable[Any]],
                  publish: Callable[[list[object]], None],
-                 settled: Callable[[int], None], timeout: float) -> None:
+                 timeout: float) -> None:
         self.book, self.req_ids, self.timeout = book, req_ids, timeout
-        self._send, self._audit, self._publish, self._settled = send, audit, publish, settled
+        self._send, self._audit, self._publish = send, audit, publish
         self._lock = trio.Lock()
         self._queued = False
         self._open_orders_end = trio.Event()
         self._exec_ends: dict[int, trio.Event] = {}
+        self._completed_end = trio.Event()
+        self._scope: trio.CancelScope | None = None
 
     # -- fed by the actor's event pump --------------------------------------------------------
 
     def open_orders_ended(self) -> None:
         self._open_orders_end.set()
+
+    def interrupt(self) -> None:
+        """The link dropped: answers to the running round may be lost or stale (a request
+        re-sent after the reconnect would be answered with newer facts than the ones
+        before it), so the round settles nothing; the reconnect triggers a new one."""
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def completed_orders_ended(self) -> None:
+        self._completed_end.set()
 
     def executions_ended(self, req_id: int) -> None:
         end = self._exec_ends.get(req_id)
@@ -95,21 +116,39 @@ class Reconciler:
         before = len(book.fills)
         book.begin_reconciliation()
         try:
-            self._open_orders_end = trio.Event()
-            await self._send(ReqAllOpenOrders())
-            with trio.fail_after(self.timeout):
-                await self._open_orders_end.wait()
-            req_id = next(self.req_ids)
-            end = self._exec_ends[req_id] = trio.Event()
-            try:
-                await self._send(ReqExecutions(req_id, since=book.last_exec_time))
-                with trio.fail_after(self.timeout):
-                    await end.wait()
-            finally:
-                del self._exec_ends[req_id]
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                await self._ask_tws()
+            if scope.cancelled_caught:
+                raise ReconciliationInterrupted("the link to TWS dropped during reconciliation")
         except BaseException:
             book.abandon_reconciliation()
             raise
+        finally:
+            self._scope = None
+        return await self._settle(before)
+
+    async def _ask_tws(self) -> None:
+        """The three questions, each waiting for its complete answer."""
+        self._open_orders_end = trio.Event()
+        await self._send(ReqAllOpenOrders())
+        with trio.fail_after(self.timeout):
+            await self._open_orders_end.wait()
+        req_id = next(self.req_ids)
+        end = self._exec_ends[req_id] = trio.Event()
+        try:
+            await self._send(ReqExecutions(req_id, since=self.book.last_exec_time))
+            with trio.fail_after(self.timeout):
+                await end.wait()
+        finally:
+            del self._exec_ends[req_id]
+        self._completed_end = trio.Event()
+        await self._send(ReqCompletedOrders(api_only=True))
+        with trio.fail_after(self.timeout):
+            await self._completed_end.wait()
+
+    async def _settle(self, before: int) -> ReconcileReport:
+        book = self.book
         open_orders = sum(1 for t in book.trades.values() if not t.is_done)
         adopted, not_placed = book.finish_reconciliation(trio.current_time())
         findings = [(t, True) for t in adopted] + [(t, False) for t in not_placed]
@@ -118,7 +157,6 @@ class Reconciler:
                 await self._audit("order_reconciled", order_id=trade.order_id, found=found,
                                   status=trade.status.value)
             self._publish([OrderReconciled(trade.order_id, found), book.status_event(trade)])
-            self._settled(trade.order_id)
         return ReconcileReport(open_orders, len(book.fills) - before,
                                tuple(t.order_id for t in adopted),
                                tuple(t.order_id for t in not_placed))

@@ -39,11 +39,12 @@ from ..protocol.requests import (
     Request,
 )
 from ..supervisor import Address, Envelope, Mailbox, SupervisorError, serve
-from ..trade import Leg, RejectedOrder, Trade, TradeStatus
+from ..trade import DONE_STATUSES, RejectedOrder, Trade, TradeStatus
 from .audit import AppendAudit, AppendOutcome, AuditRecord, OrderOutcome
 from .bus import EventBus, Subscription
 from .connection_messages import (
     ConnectionEstablished,
+    ConnectionLost,
     ConnectionRecovered,
     ConnectionState,
     ConnectionStatus,
@@ -51,9 +52,9 @@ from .connection_messages import (
     GetStatus,
 )
 from .limiter import DeliveryUnknown, submit_through
-from .market_data_messages import ContractInfo, GetContractDetails, UnknownContract
 from .order_book import OrderBook
 from .order_calls import run_in_task
+from .order_contracts import resolve
 from .order_ids import AllocateOrderIds
 from .order_reconciliation import Reconciler, exec_req_ids
 from .orders_messages import (
@@ -66,12 +67,13 @@ from .orders_messages import (
     Modify,
     NotOurOrder,
     OrderNotModifiable,
+    OrderStatusChanged,
     Place,
     PlaceVerticalSpread,
     Reconcile,
     WhatIf,
 )
-from .vertical_spread import build_spread, check_order, leg_queries
+from .vertical_spread import check_order
 from .watchdog import RestoreRequested
 from .what_if import PendingWhatIf
 
@@ -83,7 +85,7 @@ log = logging.getLogger(__name__)
 ORDER_EVENTS: tuple[type, ...] = (
     ev.OpenOrder, ev.OrderStatus, ev.ExecDetails, ev.ExecDetailsEnd, ev.OpenOrderEnd,
     ev.WrapperCallback, ErrorOccurred, ConnectionEstablished, ConnectionRecovered,
-    RestoreRequested,
+    RestoreRequested, ConnectionLost,
 )
 #: The actors it talks to, by name (``addresses`` in `run_orders`).
 ORDER_PEERS = ("limiter", "audit", "order_ids", "market_data", "connection")
@@ -126,40 +128,19 @@ class OrdersActor:
         self.cancels: dict[int, list[_CancelWait]] = {}
         self.reconciler = Reconciler(
             self.book, memory.exec_req_ids, send=self._send, audit=self._audit,
-            publish=self.publish, settled=lambda order_id: self._after([], order_id),
-            timeout=timeout)
-
-    def publish(self, events: list[object]) -> None:
-        for event in events:
-            self.bus.publish(event)
+            publish=self.publish, timeout=timeout)
 
     # -- placing ---------------------------------------------------------------------------
 
-    async def place(self, contract: Contract, order: Order) -> Trade:
-        info = await self._qualify(contract) if contract.secType != "BAG" else None
-        check_order(order, info.min_tick if info else None)
-        return await self._place(info.contract if info else contract, order, (),
-                                 info.min_tick if info else None)
-
-    async def place_spread(self, spec: PlaceVerticalSpread) -> Trade:
-        contract, order, legs, tick = await self._spread(spec)
-        return await self._place(contract, order, legs, tick)
-
-    async def _spread(self, spec: PlaceVerticalSpread
-                      ) -> tuple[Contract, Order, tuple[Leg, ...], float]:
-        long_query, short_query = leg_queries(spec)
-        long, short = await self._qualify(long_query), await self._qualify(short_query)
-        contract, order, legs = build_spread(spec, long, short)
-        return contract, order, legs, min(long.min_tick, short.min_tick)
-
-    async def _place(self, contract: Contract, order: Order, legs: tuple[Leg, ...],
-                     tick: float | None) -> Trade:
+    async def place(self, target: Place | PlaceVerticalSpread) -> Trade:
+        resolved = await resolve(self.market_data, target, self.timeout)
+        contract, order = resolved.contract, resolved.order
         async with self.place_lock:
             order_id, seq, request = await self._intent(contract, order)
-            trade = Trade(order_id, await self._client_id(), contract, order, legs,
+            trade = Trade(order_id, await self._client_id(), contract, order, resolved.legs,
                           remaining=Decimal(order.totalQuantity))
-            if tick is not None:
-                self.memory.ticks[order_id] = tick
+            if resolved.tick is not None:
+                self.memory.ticks[order_id] = resolved.tick
             self.book.add(trade, trio.current_time())
             await self._submit(request, seq, trade)
         return trade
@@ -237,15 +218,8 @@ class OrdersActor:
         return trade
 
     async def what_if(self, message: WhatIf) -> object:
-        target = message.target
-        if isinstance(target, Place):
-            info = (await self._qualify(target.contract)
-                    if target.contract.secType != "BAG" else None)
-            contract, order = (info.contract if info else target.contract), copy.copy(
-                target.order)
-            check_order(order, info.min_tick if info else None)
-        else:
-            contract, order, _legs, _tick = await self._spread(target)
+        resolved = await resolve(self.market_data, message.target, self.timeout)
+        contract, order = resolved.contract, copy.copy(resolved.order)
         order.whatIf = True
         async with self.place_lock:
             order_id, seq, request = await self._intent(contract, order)
@@ -269,26 +243,39 @@ class OrdersActor:
             if pending is not None and event.order.whatIf:
                 pending.answer(event.order_state)
             elif not event.order.whatIf:
-                self._after(book.on_open_order(event, now), event.order_id)
+                self.publish(book.on_open_order(event, now))
         elif isinstance(event, ev.OrderStatus):
-            self._after(book.on_status(event, now), event.order_id)
+            self.publish(book.on_status(event, now))
         elif isinstance(event, ev.ExecDetails):
             self.publish(book.on_execution(event, now))
         elif isinstance(event, ev.WrapperCallback):
-            if event.method in ("commissionAndFeesReport", "commissionReport") and event.args:
-                report = event.args[0]
-                book.on_commission(report.execId, float(
-                    getattr(report, "commissionAndFees", getattr(report, "commission", 0.0))))
+            self.on_callback(event, now)
         elif isinstance(event, ev.OpenOrderEnd):
             self.reconciler.open_orders_ended()
         elif isinstance(event, ev.ExecDetailsEnd):
             self.reconciler.executions_ended(event.req_id)
         elif isinstance(event, ErrorOccurred):
             self.on_error(event, now)
+        if isinstance(event, ConnectionLost):
+            self.reconciler.interrupt()
         if isinstance(event, ConnectionEstablished | ConnectionRecovered):
             book.client_id = event.client_id
         if isinstance(event, _RECONCILE_TRIGGERS):
             self.nursery.start_soon(self.reconciler.run_quietly)
+
+    def on_callback(self, event: ev.WrapperCallback, now: float) -> None:
+        """The order callbacks without a typed event: commission reports and completed
+        orders."""
+        method, args = event.method, event.args
+        if method in ("commissionAndFeesReport", "commissionReport") and args:
+            report = args[0]
+            self.book.on_commission(report.execId, float(
+                getattr(report, "commissionAndFees", getattr(report, "commission", 0.0))))
+        elif method == "completedOrder" and len(args) == 3:
+            _contract, order, state = args
+            self.publish(self.book.on_completed_order(int(order.permId), state.status, now))
+        elif method == "completedOrdersEnd":
+            self.reconciler.completed_orders_ended()
 
     def on_error(self, event: ErrorOccurred, now: float) -> None:
         pending = self.what_ifs.get(event.req_id)
@@ -302,15 +289,17 @@ class OrdersActor:
                 wait.refusal = CancelRefused(event.req_id, event.code, event.info.meaning)
                 wait.done.set()
             return
-        self._after(self.book.on_error(event.req_id, event.info, event.message, now),
-                    event.req_id)
+        self.publish(self.book.on_error(event.req_id, event.info, event.message, now))
 
-    def _after(self, events: list[object], order_id: int) -> None:
-        self.publish(events)
-        trade = self.book.own(order_id)
-        if trade is not None and (trade.status in _CANCEL_ACKED or trade.is_done):
-            for wait in self.cancels.get(order_id, ()):
-                wait.done.set()
+    def publish(self, events: list[object]) -> None:
+        """Publish the book's events; a status that answers a cancel ends its wait."""
+        for event in events:
+            self.bus.publish(event)
+            if isinstance(event, OrderStatusChanged) and event.client_id == self.book.client_id:
+                status = TradeStatus(event.status)
+                if status in _CANCEL_ACKED or status in DONE_STATUSES:
+                    for wait in self.cancels.get(event.order_id, ()):
+                        wait.done.set()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -320,16 +309,6 @@ class OrdersActor:
             raise NotOurOrder(f"order {trade.order_id} of client {trade.client_id} is not "
                               "this runtime's to change")
         return trade
-
-    async def _qualify(self, contract: Contract) -> ContractInfo:
-        infos = await self.market_data.call(GetContractDetails(contract),
-                                            timeout=self.timeout)
-        assert isinstance(infos, tuple)
-        if len(infos) != 1:
-            raise UnknownContract(f"the contract is ambiguous: {len(infos)} instruments match")
-        info = infos[0]
-        assert isinstance(info, ContractInfo)
-        return info
 
     async def _client_id(self) -> int:
         if self.book.client_id is None:
@@ -402,8 +381,8 @@ def _handlers(actor: OrdersActor, nursery: trio.Nursery) -> dict[type, Any]:
 
     book = actor.book
     return {
-        Place: run_in_task(nursery, lambda m: actor.place(m.contract, m.order)),
-        PlaceVerticalSpread: run_in_task(nursery, actor.place_spread),
+        Place: run_in_task(nursery, actor.place),
+        PlaceVerticalSpread: run_in_task(nursery, actor.place),
         Modify: run_in_task(nursery, actor.modify),
         Cancel: run_in_task(nursery, actor.cancel),
         WhatIf: run_in_task(nursery, actor.what_if),

@@ -28,6 +28,7 @@ __all__ = [
     "Priority",
     "PlaceOrder",
     "ReqAllOpenOrders",
+    "ReqCompletedOrders",
     "ReqContractDetails",
     "ReqCurrentTime",
     "ReqCurrentTimeInMillis",
@@ -328,6 +329,17 @@ class ReqAllOpenOrders(Request):
 
     def apply(self, client: Any) -> None:
         client.reqAllOpenOrders()
+
+
+@attrs.frozen
+class ReqCompletedOrders(Request):
+    """The day's finished orders (``completedOrder`` each, then ``completedOrdersEnd``);
+    with ``api_only`` those placed through the API only."""
+
+    api_only: bool = True
+
+    def apply(self, client: Any) -> None:
+        client.reqCompletedOrders(self.api_only)
 
 
 @attrs.frozen
