@@ -58,6 +58,7 @@ from .actors.market_data_messages import (
 )
 from .actors.market_data_state import MarketDataTimeout
 from .actors.market_lines import LineBudgetExhausted
+from .actors.order_reconciliation import ReconciliationInterrupted
 from .actors.orders_messages import (
     CancelRefused,
     FillReceived,
@@ -67,6 +68,7 @@ from .actors.orders_messages import (
     OrderError,
     OrderFilled,
     OrderImpact,
+    OrderNotModifiable,
     OrderReconciled,
     OrderRejected,
     OrderStats,
@@ -157,7 +159,8 @@ __all__ = [
     "CancelRefused", "ClientIdInUse", "ConfigError", "ConnectFailed", "ConnectTimeout",
     "ContractError", "DeliveryUnknown", "ImpliedVolError", "InvalidOrder", "LineBudgetExhausted",
     "LinkDown", "MailboxFull", "MarketDataTimeout", "NotConnected", "NotOurOrder",
-    "OrderError", "OrderNotFilled", "PacingRejected", "RejectedOrder", "RequestAbandoned",
+    "OrderError", "OrderNotFilled", "OrderNotModifiable", "ReconciliationInterrupted",
+    "PacingRejected", "RejectedOrder", "RequestAbandoned",
     "RequestError", "RequestRefused", "SendFailed", "SpreadGreeksUnavailable",
     "SubscriberOverflow", "SupervisorError", "SupervisorEscalation", "UnauditedOrder",
     "UnknownChild", "UnknownContract",

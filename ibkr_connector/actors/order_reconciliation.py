@@ -19,8 +19,9 @@ demand. One round is:
 
 A round that cannot finish (the link drops again, TWS does not answer in time) settles
 nothing: the next trigger starts a new round. A drop interrupts the running round at
-once: an answer to a request the limiter re-sends after the reconnect would be newer than
-the answers before it, and mixing the two is how a fill goes missing.
+its next wait: an answer to a request the limiter re-sends after the reconnect would be
+newer than the answers before it, and mixing the two is how a fill goes missing. (A
+request already queued is left to go out rather than abandoned: its answer is harmless.)
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Reconciler:
         self._open_orders_end = trio.Event()
         self._exec_ends: dict[int, trio.Event] = {}
         self._completed_end = trio.Event()
-        self._scope: trio.CancelScope | None = None
+        self._interrupted = False
 
     # -- fed by the actor's event pump --------------------------------------------------------
 
@@ -80,8 +81,9 @@ class Reconciler:
         """The link dropped: answers to the running round may be lost or stale (a request
         re-sent after the reconnect would be answered with newer facts than the ones
         before it), so the round settles nothing; the reconnect triggers a new one."""
-        if self._scope is not None:
-            self._scope.cancel()
+        self._interrupted = True
+        for end in (self._open_orders_end, self._completed_end, *self._exec_ends.values()):
+            end.set()
 
     def completed_orders_ended(self) -> None:
         self._completed_end.set()
@@ -115,37 +117,35 @@ class Reconciler:
         book = self.book
         before = len(book.fills)
         book.begin_reconciliation()
+        self._interrupted = False
         try:
-            with trio.CancelScope() as scope:
-                self._scope = scope
-                await self._ask_tws()
-            if scope.cancelled_caught:
-                raise ReconciliationInterrupted("the link to TWS dropped during reconciliation")
+            await self._ask_tws()
         except BaseException:
             book.abandon_reconciliation()
             raise
-        finally:
-            self._scope = None
         return await self._settle(before)
 
     async def _ask_tws(self) -> None:
         """The three questions, each waiting for its complete answer."""
         self._open_orders_end = trio.Event()
         await self._send(ReqAllOpenOrders())
-        with trio.fail_after(self.timeout):
-            await self._open_orders_end.wait()
+        await self._answer(self._open_orders_end)
         req_id = next(self.req_ids)
         end = self._exec_ends[req_id] = trio.Event()
         try:
             await self._send(ReqExecutions(req_id, since=self.book.last_exec_time))
-            with trio.fail_after(self.timeout):
-                await end.wait()
+            await self._answer(end)
         finally:
             del self._exec_ends[req_id]
         self._completed_end = trio.Event()
         await self._send(ReqCompletedOrders(api_only=True))
+        await self._answer(self._completed_end)
+
+    async def _answer(self, end: trio.Event) -> None:
         with trio.fail_after(self.timeout):
-            await self._completed_end.wait()
+            await end.wait()
+        if self._interrupted:
+            raise ReconciliationInterrupted("the link to TWS dropped during reconciliation")
 
     async def _settle(self, before: int) -> ReconcileReport:
         book = self.book
