@@ -15,6 +15,8 @@ from ._errors import (
     ActorCrashed,
     ActorNotRunning,
     CallTimeout,
+    ChildAlreadyPresent,
+    ChildRunning,
     IBKRError,
     MailboxFull,
     SupervisorError,
@@ -156,7 +158,8 @@ __all__ = [
     "Category", "CodeInfo", "classify",
     # errors: every one derives from IBKRError
     "IBKRError", "ActorCrashed", "ActorNotRunning", "AuditTrailError", "CallTimeout",
-    "CancelRefused", "ClientIdInUse", "ConfigError", "ConnectFailed", "ConnectTimeout",
+    "CancelRefused", "ChildAlreadyPresent", "ChildRunning", "ClientIdInUse", "ConfigError",
+    "ConnectFailed", "ConnectTimeout",
     "ContractError", "DeliveryUnknown", "ImpliedVolError", "InvalidOrder", "LineBudgetExhausted",
     "LinkDown", "MailboxFull", "MarketDataTimeout", "NotConnected", "NotOurOrder",
     "OrderError", "OrderNotFilled", "OrderNotModifiable", "ReconciliationInterrupted",
