@@ -12,7 +12,9 @@ operators type):
     │   ├── connection   the socket's single writer
     │   ├── limiter      priority + token bucket; all requests pass it
     │   ├── watchdog     health probe, reconnect, restore
-    │   └── order_ids    hands out order ids, never one twice
+    │   ├── order_ids    hands out order ids, never one twice
+    │   ├── market_data  contracts, tickers, option chains, tick-by-tick
+    │   └── orders       the order book: trades, spreads, whatIf, reconciliation
     └── control          operator endpoint (only with a control path)
 
 State that must outlive an actor's restart (the bus's subscriptions, the limiter's queue,
@@ -557,6 +559,7 @@ class Runtime:
         assert isinstance(bus, EventBusStats)
         md = await self._market_data.call(GetMarketDataStats(), timeout=5.0)
         assert isinstance(md, MarketDataStats)
+        orders = await self.order_stats()
         return {
             "runtime_uptime_s": round(status.uptime, 3),
             "connection_uptime_s": (round(now - c.connected_since, 3)
@@ -578,7 +581,14 @@ class Runtime:
                             "ticks_per_s": md.ticks_per_s, "ticks_total": md.ticks_total,
                             "stale_tickers": md.stale_tickers,
                             "cached_contracts": md.cached_contracts},
-            "order_ack_latency_ms": {"p50": c.order_ack_p50_ms, "p99": c.order_ack_p99_ms},
+            # place_order -> TWS's first status, as the strategy waits for it (audit and
+            # queue included); the wire's own share is the connection's write -> answer.
+            "order_ack_latency_ms": {"p50": orders.ack_latency_p50_ms,
+                                     "p99": orders.ack_latency_p99_ms},
+            "order_wire_ack_latency_ms": {"p50": c.order_ack_p50_ms,
+                                          "p99": c.order_ack_p99_ms},
+            "orders": {"placed": orders.placed, "by_status": dict(orders.by_status),
+                       "reconciliations": orders.reconciliations},
             "bus_published": bus.published,
             "bus_overflow_disconnects": bus.overflow_disconnects,
             "health_probes": status.watchdog.probes_sent,
