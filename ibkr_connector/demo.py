@@ -9,6 +9,7 @@ the control socket, and a clean shutdown with no thread left behind.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from .actors.watchdog import ReconnectScheduled
 from .config import IBKRConfig, WatchdogConfig
 from .protocol.client import session_threads
 from .runtime import Runtime, mask_account, open_runtime
+from .option_chain import OptionChain
 from .simulator import SimulatorConfig, open_simulator
 from .spread_greeks import vertical_greeks
 from .supervisor import ChildSpec, Mailbox, Restart, SupervisionEventKind
@@ -83,7 +85,38 @@ async def _show_market_data(runtime: Runtime) -> None:
                   f"{net.theta:.3f} per spread ("
                   + ("Black-Scholes for the " + " and ".join(net.computed_legs) + " leg"
                      if net.computed_legs else "from TWS's greeks of each leg") + ")")
+    await _show_trading(runtime, chain, expiry, low, high)
     await runtime.unsubscribe_option_chain(chain)
+
+
+async def _show_trading(runtime: Runtime, chain: OptionChain, expiry: str, low: float,
+                        high: float) -> None:
+    """whatIf a vertical spread, place it marketable and see it fill, cancel another."""
+    long_leg, short_leg = chain.ticker(expiry, low, "C"), chain.ticker(expiry, high, "C")
+    assert long_leg.ask is not None and short_leg.bid is not None
+    debit = math.ceil((long_leg.ask - short_leg.bid) * 100) / 100  # pay up to the far side
+    impact = await runtime.what_if_vertical_spread("SPY", expiry, "C", low, high, 1,
+                                                   limit_price=debit)
+    say("whatIf", f"vertical {low:g}/{high:g} at {debit:.2f}: initial margin change "
+                  f"{impact.init_margin_change}, commission {impact.commission} "
+                  f"(nothing placed)")
+    trade = await runtime.place_vertical_spread("SPY", expiry, "C", low, high, 1,
+                                                limit_price=debit)
+    with trio.fail_after(15):
+        await trade.filled()
+    say("order", f"order {trade.order_id} ({trade.order.orderRef}): {trade.status.value} at "
+                 f"{trade.avg_fill_price:.2f} net, {len(trade.fills)} executions "
+                 f"(one per leg and the combo), commission {trade.commission:.2f}")
+    resting = await runtime.place_vertical_spread("SPY", expiry, "C", low, high, 1,
+                                                  limit_price=0.01)
+    await runtime.cancel(resting)
+    with trio.fail_after(15):
+        await resting.done()
+    say("order", f"order {resting.order_id} resting at 0.01: {resting.status.value} "
+                 f"after cancel")
+    for position in await runtime.positions():
+        say("position", f"{position.symbol} {position.sec_type} conId {position.con_id}: "
+                        f"{position.quantity:+}")
 
 
 async def run_demo() -> int:
