@@ -20,9 +20,9 @@ from .actors.connection import ConnectionEstablished, ConnectionLost, Connection
 from .actors.control import control_request, format_tree
 from .actors.watchdog import ReconnectScheduled
 from .config import IBKRConfig, WatchdogConfig
+from .option_chain import OptionChain
 from .protocol.client import session_threads
 from .runtime import Runtime, mask_account, open_runtime
-from .option_chain import OptionChain
 from .simulator import SimulatorConfig, open_simulator
 from .spread_greeks import vertical_greeks
 from .supervisor import ChildSpec, Mailbox, Restart, SupervisionEventKind
