@@ -78,6 +78,7 @@ from .actors.orders_messages import (
     Position,
 )
 from .actors.watchdog import ReconnectScheduled, RestoreRequested, WatchdogAlarm, WatchdogStatus
+from .allow_list import HostNotAllowed
 from .black_scholes import ImpliedVolError
 from .config import IBKRConfig, MarketDataConfig, WatchdogConfig, load_config
 from .contracts import ContractById, ContractError, Index, Option, Stock, contract_key
@@ -159,7 +160,7 @@ __all__ = [
     # errors: every one derives from IBKRError
     "IBKRError", "ActorCrashed", "ActorNotRunning", "AuditTrailError", "CallTimeout",
     "CancelRefused", "ChildAlreadyPresent", "ChildRunning", "ClientIdInUse", "ConfigError",
-    "ConnectFailed", "ConnectTimeout",
+    "ConnectFailed", "ConnectTimeout", "HostNotAllowed",
     "ContractError", "DeliveryUnknown", "ImpliedVolError", "InvalidOrder", "LineBudgetExhausted",
     "LinkDown", "MailboxFull", "MarketDataTimeout", "NotConnected", "NotOurOrder",
     "OrderError", "OrderNotFilled", "OrderNotModifiable", "ReconciliationInterrupted",

@@ -79,6 +79,7 @@ from ._settings import (
     setting,
     walk_settings,
 )
+from .allow_list import HOSTS
 
 __all__ = [
     "NOT_SETTINGS", "Check", "ConfigError", "IBKRConfig", "Kind", "SettingInfo",
@@ -88,7 +89,8 @@ __all__ = [
 _PACING_BUDGET = 49
 #: ``IBKR_*`` variables that are read but are not settings: the config file itself, and the
 #: switches of the tests that run against a real TWS (``tests/test_real_tws.py``).
-NOT_SETTINGS: Final = frozenset({"IBKR_CONFIG", "IBKR_REAL_TWS", "IBKR_REAL_CLIENT_ID"})
+NOT_SETTINGS: Final = frozenset({"IBKR_CONFIG", "IBKR_REAL_TWS", "IBKR_REAL_CLIENT_ID",
+                                 "IBKR_REAL_TWS_ALLOW_LIVE", "IBKR_REAL_TWS_RESTART_TIMEOUT"})
 
 
 # -- the classes ---------------------------------------------------------------------------------
@@ -164,6 +166,11 @@ class IBKRConfig:
 
     host: str = setting("127.0.0.1", TEXT, NOT_BLANK, example="10.0.0.5",
                         help="where TWS / IB Gateway listens")
+    # The API is unencrypted: a host that is not loopback must be listed here, or the
+    # connection refuses to open a socket to it (allow_list; docs/security.md).
+    allow_remote_hosts: tuple[str, ...] = setting(
+        (), HOSTS, example="10.0.0.5, 192.168.1.0/24, tws.lan",
+        help="non-loopback hosts (names, IPs, CIDRs) the runtime may connect to")
     port: int = setting(7497, INT, PORT, example=4002,
                         help="TWS 7497 paper / 7496 live; IB Gateway 4002 / 4001")
     client_id: int = setting(1, INT, CLIENT_ID, example=7,

@@ -32,6 +32,7 @@ from collections.abc import Callable
 
 import trio
 
+from ..allow_list import HostNotAllowed, check_host
 from ..config import IBKRConfig
 from ..protocol import events as ev
 from ..protocol.bridge import EventBridge
@@ -204,6 +205,12 @@ class ConnectionActor:
             attempt.finish()
 
     async def _connect_with_client_ids(self) -> ConnectionStatus:
+        try:  # before any socket: a remote host must be allowed (docs/security.md)
+            check_host(self.config.host, self.config.allow_remote_hosts)
+        except HostNotAllowed as exc:
+            self.memory.wanted, self.last_error = False, str(exc)  # retrying cannot help
+            log.error("%s", exc)
+            raise
         attempts = 1 + self.config.client_id_retries
         for attempt in range(attempts):
             try:

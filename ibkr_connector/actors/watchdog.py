@@ -31,6 +31,7 @@ from collections.abc import AsyncIterable, Callable
 import attrs
 import trio
 
+from ..allow_list import HostNotAllowed
 from ..config import IBKRConfig
 from ..protocol import codes
 from ..protocol import events as ev
@@ -313,8 +314,9 @@ async def _reconnect_loop(
                 try:
                     reply = await connection.call(Connect(),
                                                   timeout=config.connection_timeout + 5.0)
-                except ClientIdInUse as exc:
-                    # The connection used up its client ids and no longer wants itself:
+                except (ClientIdInUse, HostNotAllowed) as exc:
+                    # The connection used up its client ids (or its host is not allowed)
+                    # and no longer wants itself:
                     # retrying the same id would loop on 326 (docs/errors.md). An explicit
                     # connect or KeepConnected starts again.
                     log.error("not reconnecting: %s", exc)
