@@ -3,14 +3,22 @@
 The reader receives bytes, drives the connection's ``ClientSession`` and queues what it
 answers; the writer takes the queue in order, holds replies back by the configured delay,
 and coalesces frames into large writes (a tick flood is written in big chunks). Other
-tasks (the fault API) push frames through ``send``. Both tasks live in this connection's
+tasks (the order desk's delivery, the market, the fault API) push frames through ``post``
+or ``send``.
+
+One client's messages leave in the order the simulator produced them, as TWS keeps them
+per client: ``post`` queues without a checkpoint, so whoever produces a batch of messages
+queues all of it before another task can run (a fill made while a placeOrder's answer was
+half queued once overtook that answer). Backpressure is separate: ``wait_for_room``
+blocks a producer, after it queued, while the queue is long. Both tasks live in this connection's
 own cancel scope, which ``abort`` cancels; the stream is always closed on the way out.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable
 
 import attrs
 import trio
@@ -35,31 +43,62 @@ class _Outgoing:
     data: bytes
 
 
+def _close_now(stream: trio.abc.Stream) -> None:
+    """Close *stream* without awaiting: a socket's ``close``, or an in-process stream's
+    ``close_now`` (``InProcessTws``)."""
+    if isinstance(stream, trio.SocketStream):
+        stream.socket.close()
+    else:
+        getattr(stream, "close_now")()  # noqa: B009 - any stream that offers it
+
+
 class ClientConnection:
     """The I/O side of one accepted TCP connection."""
 
-    def __init__(self, stream: trio.SocketStream, session: ClientSession,
+    def __init__(self, stream: trio.abc.Stream, session: ClientSession,
                  reply_delay: Callable[[], float]) -> None:
         self.stream = stream
         self.session = session
         self.closed = trio.Event()
         self._reply_delay = reply_delay
         self._scope = trio.CancelScope()
+        # Unbounded, so queueing never waits (which would let another producer in between
+        # two messages of one batch); ``wait_for_room`` bounds it instead.
         self._send_channel, self._receive_channel = trio.open_memory_channel[_Outgoing](
-            _QUEUE_ITEMS)
+            math.inf)
+        self._room = trio.Event()
+        self._closing = False
 
     def abort(self) -> None:
         """Close the connection now, without flushing (safe before ``run`` starts)."""
         self._scope.cancel()
 
+    def post(self, frames: Iterable[bytes], *, reply: bool = False) -> None:
+        """Queue ``frames`` for the client now, in order, without a checkpoint (so nothing
+        another task produces later can come between them). A connection that is closing
+        silently drops them, as a socket write to a dead peer would. Follow it with
+        ``wait_for_room``."""
+        due = trio.current_time() + (self._reply_delay() if reply else 0.0)
+        for data in frames:
+            try:
+                self._send_channel.send_nowait(_Outgoing(due, data))
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                logger.debug("dropping %d bytes for a closing connection", len(data))
+
+    async def wait_for_room(self) -> None:
+        """Block while more than a queue's worth of frames waits for the writer (a slow
+        reader holds its producers back). Always a checkpoint."""
+        while (not self._closing
+               and self._send_channel.statistics().current_buffer_used > _QUEUE_ITEMS):
+            if self._room.is_set():
+                self._room = trio.Event()
+            await self._room.wait()
+        await trio.lowlevel.checkpoint()
+
     async def send(self, data: bytes, *, reply: bool = False) -> None:
-        """Queue ``data`` for the client (blocks while the queue is full). A connection
-        that is closing silently drops it, as a socket write to a dead peer would."""
-        delay = self._reply_delay() if reply else 0.0
-        try:
-            await self._send_channel.send(_Outgoing(trio.current_time() + delay, data))
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            logger.debug("dropping %d bytes for a closing connection", len(data))
+        """Queue one frame (``post``) and wait for room in the queue."""
+        self.post((data,), reply=reply)
+        await self.wait_for_room()
 
     async def run(self, on_change: Callable[[], None]) -> None:
         """Serve the connection until the client leaves, the session closes it, or
@@ -71,7 +110,7 @@ class ClientConnection:
                     try:
                         client_left = await self._read_loop(on_change)
                     finally:
-                        self._send_channel.close()
+                        self._stop_queueing()
                         # Reading is over: the client id is free now, as in TWS, even
                         # while delayed replies drain (a reconnect must not get 326).
                         self.session.close()
@@ -84,8 +123,15 @@ class ClientConnection:
             # never races a stale registration. Synchronous on purpose: under an outer
             # cancellation any await here would raise before the cleanup finished.
             self.session.close()
-            self.stream.socket.close()
+            self._stop_queueing()
+            _close_now(self.stream)
             self.closed.set()
+
+    def _stop_queueing(self) -> None:
+        """No more frames are queued; producers waiting for room go on (and drop)."""
+        self._send_channel.close()
+        self._closing = True
+        self._room.set()
 
     async def _read_loop(self, on_change: Callable[[], None]) -> bool:
         """Read and answer until the connection must end; True if the client left."""
@@ -119,12 +165,15 @@ class ClientConnection:
             # A new client, or a request that may have opened a line: the server's market
             # loop sleeps while nobody watches, and is woken here.
             on_change()
+            # The whole answer is queued before anything else can run (see the module
+            # docstring); only then may this task wait.
             for action in actions:
                 if isinstance(action, Close):
                     logger.info("closing client %s: %s", self.session.client_id,
                                 action.reason)
                     return True
-                await self.send(action.data, reply=action.reply)
+                self.post((action.data,), reply=action.reply)
+            await self.wait_for_room()
         return False
 
     async def _write_loop(self) -> None:
@@ -138,6 +187,7 @@ class ClientConnection:
                         return
                 else:
                     item, pending = pending, None
+                self._room.set()
                 if item.due > trio.current_time():
                     await trio.sleep_until(item.due)
                 chunks, size = [item.data], len(item.data)

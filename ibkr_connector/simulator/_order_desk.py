@@ -5,7 +5,9 @@ request (message id and fields) with the connection's client id and server versi
 desk decodes it (``_order_wire``), asks the engine (``_orders``) and routes the engine's
 notices: those for the requesting connection come back as messages to write now, those for
 other clients (and delayed acknowledgements) wait in an outbox that the server drains
-(``due``), and live fills fan out as position and portfolio updates to subscribers.
+(``due``), and live fills fan out as position and portfolio updates to subscribers. A
+client with notices still in the outbox gets its answers there too, behind them: one
+client's messages keep the order they were produced in.
 
 It also carries the order faults (drop the connection between ``placeOrder`` and its
 acknowledgement, delay acknowledgements, reject the next order) and the subscriptions a
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import heapq
+from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -95,6 +98,7 @@ class OrderDesk:
         self.on_change: Callable[[], None] = lambda: None
         self._outbox: list[tuple[float, int, Notice]] = []
         self._last_due: dict[int, float] = {}
+        self._undelivered: Counter[int] = Counter()
         self._seq = 0
 
     # -- connections -------------------------------------------------------------------------
@@ -118,7 +122,15 @@ class OrderDesk:
         """Answer one order or account request (``ORDER_REQUESTS``). Raises
         ``RequestFieldError`` for a request whose fields cannot be read."""
         reply = ORDER_REQUESTS[msg_id](self, _Request(fields, client_id, server_version, now))
-        frames = tuple(self.encode(m, server_version, now) for m in reply.messages)
+        messages = reply.messages
+        if messages and self._undelivered[client_id]:
+            # Notices this client has not been sent yet were produced first: the answer
+            # waits behind them in the outbox, as TWS keeps one client's messages in order.
+            for message in messages:
+                self._post(Notice(client_id, message), now)
+            self.on_change()
+            messages = ()
+        frames = tuple(self.encode(m, server_version, now) for m in messages)
         return OrderReply(frames, reply.close)
 
     # -- delivery -----------------------------------------------------------------------------
@@ -135,7 +147,9 @@ class OrderDesk:
         """Take the notices whose time has come, in order."""
         out = []
         while self._outbox and self._outbox[0][0] <= now:
-            out.append(heapq.heappop(self._outbox)[2])
+            notice = heapq.heappop(self._outbox)[2]
+            self._undelivered[notice.client_id] -= 1
+            out.append(notice)
         return out
 
     def next_wakeup(self, now: float) -> float | None:
@@ -149,6 +163,7 @@ class OrderDesk:
         # One client's messages keep their order: a fill never overtakes a delayed ack.
         due = max(due, self._last_due.get(notice.client_id, due))
         self._last_due[notice.client_id] = due
+        self._undelivered[notice.client_id] += 1
         self._seq += 1
         heapq.heappush(self._outbox, (due, self._seq, notice))
 

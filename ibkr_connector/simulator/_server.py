@@ -287,10 +287,11 @@ class TwsSimulator:
             next_tick = max(next_tick + interval, trio.current_time())
             await trio.sleep_until(next_tick)
             self.market.advance(trio.current_time())
-            for connection in list(self._connections):
-                if connection.session.registered:
-                    for action in connection.session.market_updates():
-                        await connection.send(action.data)
+            connections = [c for c in self._connections if c.session.registered]
+            for connection in connections:
+                connection.post(action.data for action in connection.session.market_updates())
+            for connection in connections:
+                await connection.wait_for_room()
 
     def _anyone_watching(self) -> bool:
         return any(c.session.registered and (c.session.market_data.lines
@@ -304,12 +305,17 @@ class TwsSimulator:
         while True:
             now = trio.current_time()
             desk.tick(now)
+            # Everything taken from the outbox is queued before this task yields: a reply
+            # a reader queues meanwhile was produced later and must come after it.
+            receivers = set()
             for notice in desk.due(now):
                 session = self._state.sessions.get(notice.client_id)
                 connection = next((c for c in self._connections if c.session is session), None)
                 if session is not None and connection is not None:
-                    await connection.send(desk.encode(notice.message, session.server_version,
-                                                      now))
+                    connection.post((desk.encode(notice.message, session.server_version, now),))
+                    receivers.add(connection)
+            for connection in receivers:
+                await connection.wait_for_room()
             wake = desk.next_wakeup(trio.current_time())
             self._orders_changed = trio.Event()
             desk.on_change = self._orders_changed.set
@@ -374,7 +380,7 @@ class TwsSimulator:
                 continue
             self._nursery.start_soon(self._serve, stream)
 
-    async def _serve(self, stream: trio.SocketStream) -> None:
+    async def _serve(self, stream: trio.abc.Stream) -> None:
         if self._silent:
             await _stay_silent(stream)
             return
@@ -390,7 +396,7 @@ class TwsSimulator:
         return self._reply_delay
 
 
-async def _stay_silent(stream: trio.SocketStream) -> None:
+async def _stay_silent(stream: trio.abc.Stream) -> None:
     """Read and discard until the client goes: an accepted socket nobody answers."""
     async with stream:
         try:
