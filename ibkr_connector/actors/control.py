@@ -37,7 +37,7 @@ import attrs
 import trio
 
 from .._userdirs import DEFAULT_FALLBACK_BASE, ensure_directory, runtime_dir
-from ..supervisor import ChildInfo, Mailbox, SupervisorError, UnknownChild
+from ..supervisor import ChildInfo, Mailbox, SupervisorError, UnknownChild, serve
 from .control_client import control_request
 from .control_wire import (
     COMMANDS,
@@ -400,15 +400,13 @@ async def run_control(
 ) -> None:
     """The supervised actor: serves the endpoint until its supervisor stops it.
 
-    It takes no messages (each is failed with ``TypeError``); a stop request ends the
-    mailbox iteration, which cancels the server and removes the socket file.
+    It takes no messages: its handler table is empty, so `serve` fails each call with
+    ``TypeError`` (operators use its socket); a stop request ends the loop, which cancels
+    the server and removes the socket file.
     """
     async with trio.open_nursery() as nursery:
         await nursery.start(functools.partial(
             serve_control, path, target, own_name=mailbox.name, idle_timeout=idle_timeout))
         task_status.started()
-        async for envelope in mailbox:
-            envelope.fail(TypeError(
-                f"the control actor takes no messages (got {type(envelope.message).__name__});"
-                " operators use its socket"))
+        await serve(mailbox, {})
         nursery.cancel_scope.cancel()
