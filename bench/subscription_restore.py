@@ -31,15 +31,6 @@ SLACK = 0.200
 FACTOR = 1.05
 
 
-async def _option_ids(sim: TwsSimulator, count: int) -> list[int]:
-    """``count`` listed options, nearest the money first, from the simulator's market."""
-    options = [i for i in sim.market.instruments() if i.sec_type == "OPT"]
-    spot = {u.con_id: sim.market.spot(u.con_id) for u in sim.market.instruments()
-            if u.sec_type != "OPT"}
-    options.sort(key=lambda i: (abs(i.strike / spot[i.underlying_con_id] - 1), i.expiry))
-    return [i.con_id for i in options[:count]]
-
-
 async def _all_updated(tickers: list[Ticker], since: float) -> float:
     """Wait until every ticker has an update after ``since``; return when that happened."""
     remaining = set(range(len(tickers)))
@@ -76,7 +67,7 @@ async def main(lines: int, rounds: int, outage: float) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             async with open_runtime(config, audit_path=Path(tmp) / "audit.jsonl",
                                     connect=True) as runtime:
-                ids = await _option_ids(sim, lines)
+                ids = [i.con_id for i in sim.market.options_near_the_money(lines)]
                 tickers = [await runtime.subscribe_ticker(ContractById(i)) for i in ids]
                 await _all_updated(tickers, 0.0)
                 floor = lines / config.requests_per_second

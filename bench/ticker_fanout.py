@@ -38,14 +38,6 @@ from ibkr_connector.ticker import Ticker
 CPU_TARGET = 1.5
 
 
-def _options(sim: TwsSimulator, count: int) -> list[int]:
-    options = [i for i in sim.market.instruments() if i.sec_type == "OPT"]
-    spot = {u.con_id: sim.market.spot(u.con_id) for u in sim.market.instruments()
-            if u.sec_type != "OPT"}
-    options.sort(key=lambda i: (abs(i.strike / spot[i.underlying_con_id] - 1), i.expiry))
-    return [i.con_id for i in options[:count]]
-
-
 async def _ticks_total(runtime: Runtime) -> int:
     stats = await runtime.stats()
     market = stats["market_data"]
@@ -106,8 +98,8 @@ async def main(contracts: int, subscribers: int, seconds: float) -> None:
             async with open_runtime(config, audit_path=Path(tmp) / "audit.jsonl",
                                     connect=True) as runtime:
                 print(f"subscribing {contracts} options (paced: ~{2 * contracts / 45:.0f} s)")
-                tickers = [await runtime.subscribe_ticker(ContractById(i))
-                           for i in _options(sim, contracts)]
+                tickers = [await runtime.subscribe_ticker(ContractById(i.con_id))
+                           for i in sim.market.options_near_the_money(contracts)]
                 await trio.sleep(1.0)
                 alone = await _window(runtime, sim, 0, seconds, tickers)
                 fanned = await _window(runtime, sim, subscribers, seconds, tickers)

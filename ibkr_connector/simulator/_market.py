@@ -209,6 +209,15 @@ class SimMarket:
     def instruments(self) -> list[Instrument]:
         return list(self._instruments.values())
 
+    def options_near_the_money(self, count: int) -> list[Instrument]:
+        """``count`` listed options, nearest the money first (then nearest expiry): what a
+        bench or a test subscribes when it needs many live option lines."""
+        options = [i for i in self._instruments.values() if i.sec_type == "OPT"]
+        spot = {i.con_id: self.spot(i.con_id) for i in self._instruments.values()
+                if i.sec_type != "OPT"}
+        options.sort(key=lambda i: (abs(i.strike / spot[i.underlying_con_id] - 1), i.expiry))
+        return options[:count]
+
     def underlying_of(self, instrument: Instrument) -> Instrument:
         """The instrument itself for a stock or index, its underlying for an option."""
         return self._instruments[instrument.underlying_con_id or instrument.con_id]

@@ -130,3 +130,13 @@ def test_widened_spreads_and_halts() -> None:
     assert quote.bid > 0
     with pytest.raises(ValueError, match="unknown symbol"):
         market.halt("MSFT")
+
+
+def test_options_near_the_money_come_nearest_first() -> None:
+    from ibkr_connector.simulator._market import SimMarket
+
+    market = SimMarket(seed=1, start=0.0, wall_start=1_780_000_000.0)
+    options = market.options_near_the_money(10)
+    assert len(options) == 10 and all(o.sec_type == "OPT" for o in options)
+    moneyness = [abs(o.strike / market.spot(o.underlying_con_id) - 1) for o in options]
+    assert moneyness == sorted(moneyness)
