@@ -196,9 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "socket, and shut down cleanly. Needs no TWS.")
     demo.set_defaults(func=cmd_demo)
 
+    from .audit_report import add_audit_command
     from .simulator.cli import add_sim_commands
 
     add_sim_commands(sub)
+    add_audit_command(sub)
 
     for name, help_text, func in (
         ("tree", "print the running service's supervision tree", cmd_tree),
