@@ -98,6 +98,7 @@ from .config import IBKRConfig
 from .contracts import Index, Stock, describe, normalise_right
 from .option_chain import OptionChain, select_expiries, strikes_around
 from .protocol import events as ev
+from .protocol.client import Transport, threaded_session
 from .protocol.requests import CancelOrder, PlaceOrder, Request, RequestError
 from .supervisor import (
     ChildInfo,
@@ -664,7 +665,7 @@ def mask_account(account: str) -> str:
 
 def build_tree(config: IBKRConfig, runtime: Runtime, registry: Registry,
                outbound: OutboundQueue, audit_path: Path,
-               control_path: Path | None) -> SupervisorSpec:
+               control_path: Path | None, transport: Transport | None = None) -> SupervisorSpec:
     """The supervision tree as data: a table of child specs, OTP style."""
     bus = runtime.bus
     address = registry.address
@@ -677,7 +678,8 @@ def build_tree(config: IBKRConfig, runtime: Runtime, registry: Registry,
             ChildSpec("bus", functools.partial(run_event_bus, bus=bus)),
             ChildSpec("audit", functools.partial(
                 run_audit, trail_path=audit_path, status_feed=order_events,
-                memory=TrailMemory())),
+                memory=TrailMemory(),
+                offload=trio.to_thread.run_sync if transport is None else _inline)),
         ),
     )
     session = SupervisorSpec(
@@ -686,7 +688,8 @@ def build_tree(config: IBKRConfig, runtime: Runtime, registry: Registry,
         children=(
             ChildSpec("connection", functools.partial(
                 conn.run_connection, config=config, emit=bus.publish,
-                memory=conn.ConnectionMemory(config.client_id)), shutdown_timeout=10.0),
+                memory=conn.ConnectionMemory(config.client_id),
+                transport=transport or threaded_session), shutdown_timeout=10.0),
             ChildSpec("limiter", functools.partial(
                 run_limiter, outbound=outbound, connection=address("connection"), bus=bus,
                 max_retries=config.max_retries, send_timeout=config.request_timeout),
@@ -718,14 +721,26 @@ def build_tree(config: IBKRConfig, runtime: Runtime, registry: Registry,
                           restart=Restart.PERMANENT)
 
 
+async def _inline(work: Callable[[], Any]) -> Any:
+    """Blocking work done in the Trio thread (a single-thread simulation)."""
+    return work()
+
+
 @asynccontextmanager
 async def open_runtime(config: IBKRConfig | None = None, *, connect: bool = False,
                        audit_path: Path | None = None,
-                       control_path: Path | None = None) -> AsyncIterator[Runtime]:
+                       control_path: Path | None = None,
+                       transport: Transport | None = None) -> AsyncIterator[Runtime]:
     """Start the supervised runtime; stop it (reverse order, no thread left) on exit.
 
     With ``connect=True`` the runtime connects before yielding and raises if it cannot.
     With a ``control_path`` (or ``config.control_path``) an operator endpoint listens there.
+
+    ``transport`` is a testing seam, not a production mode: by default every connection
+    attempt is a socket and a reader thread (`threaded_session`); a test may pass
+    ``protocol._inprocess.in_process(tws)`` to run the whole system in one thread against
+    an in-process simulator, on a virtual clock (see docs/testing.md). Then the audit
+    trail's file work runs inline too, so no thread is left to let the clock jump.
     """
     config = config or IBKRConfig()
     bus = EventBus()
@@ -735,7 +750,7 @@ async def open_runtime(config: IBKRConfig | None = None, *, connect: bool = Fals
     runtime = Runtime(config, registry, bus)
     spec = build_tree(config, runtime, registry, outbound,
                       audit_path or config.audit_path or default_audit_path(),
-                      control_path or config.control_path)
+                      control_path or config.control_path, transport)
     with translate_supervisor_errors():
         async with open_supervisor(spec, registry=registry) as supervisor:
             runtime._supervisor = supervisor

@@ -179,9 +179,13 @@ async def run_audit(
     status_feed: Subscription[object] | None = None,
     memory: TrailMemory | None = None,
     clock: Callable[[], datetime.datetime] | None = None,
+    offload: Callable[..., Awaitable[Any]] = trio.to_thread.run_sync,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Actor shell: open (and repair) the trail, then serve appends and the summary.
+
+    ``offload`` runs the blocking file work (a worker thread; a single-thread simulation
+    runs it inline, see ``open_runtime``'s ``transport``).
 
     A reply is sent only after the record is fsync'd, so an acknowledged intent is on disk.
     Appends run one at a time in a worker thread that is never abandoned: on cancellation a
@@ -198,7 +202,7 @@ async def run_audit(
     """
     memory = memory if memory is not None else TrailMemory()
     opener = functools.partial(_open_trail, Path(trail_path), clock, memory.summary is None)
-    trail, summary = await trio.to_thread.run_sync(opener)
+    trail, summary = await offload(opener)
     if summary is not None:
         memory.summary = summary
     lock = trio.Lock()  # one append at a time: the trail's seq is a single sequence
@@ -206,7 +210,7 @@ async def run_audit(
     async def append(kind: str, fields: Mapping[str, Any]) -> AuditRecord:
         async with lock:
             call = functools.partial(trail.append, kind, **fields)
-            record = await trio.to_thread.run_sync(call)
+            record: AuditRecord = await offload(call)
         memory.note(record)
         return record
 

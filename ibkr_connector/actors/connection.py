@@ -35,14 +35,15 @@ import trio
 from ..allow_list import HostNotAllowed, check_host
 from ..config import IBKRConfig
 from ..protocol import events as ev
-from ..protocol.bridge import EventBridge
 from ..protocol.client import (
     ConnectFailed,
     ConnectTimeout,
     NotConnected,
     RequestRefused,
     SendFailed,
+    Transport,
     TwsSession,
+    threaded_session,
 )
 from ..protocol.farms import FarmState
 from ..protocol.requests import Request
@@ -107,8 +108,10 @@ class ConnectionActor:
     """State and behaviour of the connection; `run_connection` serves it from a mailbox."""
 
     def __init__(self, config: IBKRConfig, emit: Emit,
-                 memory: ConnectionMemory | None = None) -> None:
+                 memory: ConnectionMemory | None = None,
+                 transport: Transport = threaded_session) -> None:
         self.config = config
+        self.transport = transport  # how each attempt reaches TWS (tests may swap it)
         self.emit = emit
         self.memory = memory if memory is not None else ConnectionMemory(config.client_id)
         self.state = ConnectionState.DISCONNECTED
@@ -232,7 +235,7 @@ class ConnectionActor:
     async def _connect_once(self) -> None:
         cfg = self.config
         self.state = ConnectionState.CONNECTING
-        session = TwsSession(EventBridge())
+        session = self.transport()
         handshake = Handshake()
         self.session, self._handshake = session, handshake
         self.farms, self.upstream_degraded = {}, False
@@ -446,6 +449,7 @@ async def run_connection(
     emit: Emit,
     *,
     memory: ConnectionMemory | None = None,
+    transport: Transport = threaded_session,
     task_status: trio.TaskStatus[ConnectionActor] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The supervised actor: serve Connect/Disconnect/Send/... from *mailbox*.
@@ -454,7 +458,7 @@ async def run_connection(
     `ConnectionMemory`; whether it then reconnects is the watchdog's decision. On stop or
     crash the session is closed and its threads are joined before this returns.
     """
-    actor = ConnectionActor(config, emit, memory)
+    actor = ConnectionActor(config, emit, memory, transport)
 
     async def on_connect(_: Connect, envelope: Envelope) -> object:
         if actor.session_up():

@@ -38,7 +38,10 @@ from . import events as ev
 from .bridge import EventBridge
 from .fastpath import FastDecoder, fast_decoders
 
-__all__ = ["FrameTooLong", "InboundDecoder", "SessionReader"]
+__all__ = [
+    "FrameTooLong", "InboundDecoder", "SessionReader", "hello", "start_api", "take_chunk",
+    "version_reply",
+]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +140,39 @@ class InboundDecoder:
             log.info("ibapi reported a bad message and skipped it")
 
 
+def hello(client: EClient) -> bytes:
+    """The client's opening bytes: ``API\\0`` and the version range ibapi offers."""
+    version = f"v{MIN_CLIENT_VER}..{MAX_CLIENT_VER}"
+    if client.connectOptions:
+        version += " " + client.connectOptions
+    initial: bytes = comm.make_initial_msg(version)
+    return b"API\0" + initial
+
+
+def version_reply(data: bytes) -> tuple[tuple[int, bytes] | None, bytes]:
+    """TWS's version reply (server version, connection time) if *data* holds it, and the
+    bytes after it; else None and what is left to wait on. TWS may send a notice before its
+    version; ibapi skips such frames too, and so does this."""
+    while len(data) >= 4 and len(data) >= 4 + _length(data, 0)[0]:
+        end = 4 + _length(data, 0)[0]
+        fields = comm.read_fields(data[4:end])
+        data = data[end:]
+        if len(fields) == 2:
+            return (int(fields[0]), fields[1]), data
+    return None, data
+
+
+def start_api(client: EClient, server_version: int, conn_time: bytes) -> None:
+    """Finish ibapi's handshake on *client* as ``EClient.connect`` does: version, decoder,
+    state, then ``startApi`` (written through the client) and ``connectAck``."""
+    client.connTime = conn_time.decode(errors="backslashreplace")
+    client.serverVersion_ = server_version
+    client.decoder = Decoder(client.wrapper, server_version)
+    client.setConnState(EClient.CONNECTED)
+    client.startApi()
+    client.wrapper.connectAck()
+
+
 def describe(exc: BaseException) -> str:
     """The one-line text of a `MalformedMessage`."""
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -194,20 +230,14 @@ class SessionReader:
         sock.settimeout(1)
         client.conn.socket = sock
         client.setConnState(EClient.CONNECTING)
-        version = f"v{MIN_CLIENT_VER}..{MAX_CLIENT_VER}"
-        if client.connectOptions:
-            version += " " + client.connectOptions
         data = b""
         try:
-            sock.sendall(b"API\0" + comm.make_initial_msg(version))
+            sock.sendall(hello(client))
             while not self._stopping:
-                # TWS may send a notice before its version; ibapi skips such frames too.
-                while len(data) >= 4 and len(data) >= 4 + _length(data, 0)[0]:
-                    end = 4 + _length(data, 0)[0]
-                    fields = comm.read_fields(data[4:end])
-                    data = data[end:]
-                    if len(fields) == 2:
-                        return self._start(int(fields[0]), fields[1], data)
+                reply, data = version_reply(data)
+                if reply is not None:
+                    start_api(client, *reply)
+                    return data
                 chunk = self._recv(sock)
                 if chunk is None:
                     continue
@@ -220,16 +250,6 @@ class SessionReader:
         client.conn.disconnect()
         client.reset()
         return None
-
-    def _start(self, server_version: int, conn_time: bytes, rest: bytes) -> bytes:
-        client = self._client
-        client.connTime = conn_time.decode(errors="backslashreplace")
-        client.serverVersion_ = server_version
-        client.decoder = Decoder(client.wrapper, server_version)
-        client.setConnState(EClient.CONNECTED)
-        client.startApi()
-        client.wrapper.connectAck()
-        return rest
 
     def _recv(self, sock: socket.socket) -> bytes | None:
         """A chunk; b"" when the socket has ended; None on a timeout (try again)."""
@@ -244,26 +264,39 @@ class SessionReader:
         client = self._client
         sock = client.conn.socket
         inbound = InboundDecoder(self._bridge, client.decoder, client.serverVersion_)
-        try:
-            if rest:
-                inbound.feed(rest)
-            recv = self._recv
-            feed = inbound.feed
-            while not self._stopping:
-                chunk = recv(sock)
-                if chunk:
-                    feed(chunk)
-                elif chunk is not None:
-                    break
-        except FrameTooLong:
-            client.disconnect()
-        except Exception as exc:  # noqa: BLE001 - a frame ibapi cannot decode
-            detail = describe(exc)
-            # The exception text can quote a field (a price, an account): its type only at
-            # WARNING, the detail at DEBUG (and in the event, which is not logged).
-            log.warning("ibapi could not decode a message from TWS (%s)", type(exc).__name__)
-            log.debug("undecodable message: %s", detail)
-            client.disconnect()
-            self._bridge.post(ev.MalformedMessage(detail))
-        else:
-            client.disconnect()
+        if rest and not take_chunk(client, self._bridge, inbound, rest):
+            return
+        recv = self._recv
+        while not self._stopping:
+            chunk = recv(sock)
+            if chunk:
+                if not take_chunk(client, self._bridge, inbound, chunk):
+                    return
+            elif chunk is not None:
+                break
+        client.disconnect()
+
+
+def take_chunk(client: EClient, bridge: EventBridge, inbound: InboundDecoder,
+               data: bytes) -> bool:
+    """Decode one chunk of a session's inbound stream; False once the session has ended.
+
+    A frame ibapi cannot decode (or an impossible length) ends it: the client is
+    disconnected, and an undecodable frame is posted as `MalformedMessage`. Shared by every
+    transport, so a damaged stream ends a session the same way whatever carried it.
+    """
+    try:
+        inbound.feed(data)
+    except FrameTooLong:
+        client.disconnect()
+        return False
+    except Exception as exc:  # noqa: BLE001 - a frame ibapi cannot decode
+        detail = describe(exc)
+        # The exception text can quote a field (a price, an account): its type only at
+        # WARNING, the detail at DEBUG (and in the event, which is not logged).
+        log.warning("ibapi could not decode a message from TWS (%s)", type(exc).__name__)
+        log.debug("undecodable message: %s", detail)
+        client.disconnect()
+        bridge.post(ev.MalformedMessage(detail))
+        return False
+    return True

@@ -33,7 +33,7 @@ from .requests import Request
 
 __all__ = [
     "ConnectFailed", "ConnectTimeout", "NotConnected", "RequestRefused", "SendFailed",
-    "TwsSession", "session_threads",
+    "Transport", "TwsSession", "session_threads", "threaded_session",
 ]
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ class TwsSession:
             raise NotConnected(f"session {self.serial} is not connected")
         client = self.client
         before = client.written
-        await trio.to_thread.run_sync(request.apply, client)
+        await self._apply(request)
         if client.write_error is not None:
             raise SendFailed(f"writing {type(request).__name__} failed: {client.write_error}")
         if client.written == before:
@@ -248,6 +248,10 @@ class TwsSession:
             # ibapi declined to write because the socket had gone.
             raise NotConnected(f"session {self.serial} lost its socket; "
                                f"{type(request).__name__} was not sent")
+
+    async def _apply(self, request: Request) -> None:
+        """Have the EClient encode and write *request*; a transport's one way of writing."""
+        await trio.to_thread.run_sync(request.apply, self.client)
 
     async def close(self) -> None:
         """Disconnect and join the reader thread. Idempotent.
@@ -276,3 +280,13 @@ class TwsSession:
     def threads(self) -> list[threading.Thread]:
         """The threads this attempt started (for leak checks)."""
         return [self._thread.thread] if self._thread is not None else []
+
+
+#: Makes the session of one connection attempt: how the connection actor reaches TWS.
+#: Production uses `threaded_session`; tests may choose another (`protocol._inprocess`).
+Transport = Callable[[], TwsSession]
+
+
+def threaded_session() -> TwsSession:
+    """The production transport: a socket and a reader thread per attempt."""
+    return TwsSession(EventBridge())

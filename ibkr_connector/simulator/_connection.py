@@ -52,6 +52,15 @@ def _close_now(stream: trio.abc.Stream) -> None:
         getattr(stream, "close_now")()  # noqa: B009 - any stream that offers it
 
 
+def _close_now(stream: trio.abc.Stream) -> None:
+    """Close *stream* without awaiting: a socket's ``close``, or an in-process stream's
+    ``close_now`` (``InProcessTws``)."""
+    if isinstance(stream, trio.SocketStream):
+        stream.socket.close()
+    else:
+        getattr(stream, "close_now")()  # noqa: B009 - any stream that offers it
+
+
 class ClientConnection:
     """The I/O side of one accepted TCP connection."""
 
@@ -141,7 +150,7 @@ class ClientConnection:
                     data = await self.stream.receive_some(_RECEIVE_SIZE)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""  # a reset is an end of stream too
-                self.session.receive_data(data)
+                self.session.receive_data(bytes(data))
                 if await self._process(on_change):
                     return not data
         except ClientProtocolError as exc:
