@@ -26,6 +26,7 @@ __all__ = [
     "parse_req_mkt_data",
     "parse_req_sec_def_opt_params",
     "parse_req_tick_by_tick",
+    "request_id_index",
     "request_id_of",
 ]
 
@@ -82,17 +83,22 @@ def _int(fields: tuple[str, ...], index: int, what: str) -> int:
         raise RequestFieldError(f"{what} missing or not an integer") from None
 
 
+def request_id_index(msg_id: int, server_version: int) -> int | None:
+    """Where the request's own id is among the fields after the message id, or None if
+    the request has none (replay uses it to rewrite recorded ids)."""
+    if msg_id == Out.CANCEL_ORDER:
+        return 0 if server_version >= _MIN_VER_CANCEL_ORDER_NO_VERSION else 1
+    if msg_id == 22:  # REQ_SCANNER_SUBSCRIPTION
+        return 0 if server_version >= _MIN_VER_SCANNER_NO_VERSION else 1
+    if msg_id == 19:  # REPLACE_FA: version, faDataType, cxml, reqId
+        return 3 if server_version >= _MIN_VER_REPLACE_FA_REQ_ID else None
+    return _REQUEST_ID_INDEX.get(msg_id)
+
+
 def request_id_of(msg_id: int, fields: tuple[str, ...], server_version: int) -> int:
     """The request's own id (ticker, order or request id), or -1 if it has none or it
     cannot be read. Never raises: it is used to answer malformed traffic too."""
-    if msg_id == Out.CANCEL_ORDER:
-        index: int | None = 0 if server_version >= _MIN_VER_CANCEL_ORDER_NO_VERSION else 1
-    elif msg_id == 22:  # REQ_SCANNER_SUBSCRIPTION
-        index = 0 if server_version >= _MIN_VER_SCANNER_NO_VERSION else 1
-    elif msg_id == 19:  # REPLACE_FA: version, faDataType, cxml, reqId
-        index = 3 if server_version >= _MIN_VER_REPLACE_FA_REQ_ID else None
-    else:
-        index = _REQUEST_ID_INDEX.get(msg_id)
+    index = request_id_index(msg_id, server_version)
     if index is None:
         return -1
     try:
