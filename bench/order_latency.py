@@ -191,7 +191,7 @@ class RawClient:
         self.thread.join(5)
 
 
-# -- the runtime ------------------------------------------------------------------------------------
+# -- the runtime -----------------------------------------------------------------------------
 
 
 async def _first_status(runtime: Runtime, contract: Contract, price: float
@@ -269,7 +269,7 @@ async def flood(runtime: Runtime, n: int, price: float) -> tuple[list[Trade], fl
     return trades, elapsed
 
 
-# -- main -------------------------------------------------------------------------------------------
+# -- main --------------------------------------------------------------------------------------
 
 
 async def run(args: argparse.Namespace, port: int, spot: float, pipe: Connection) -> None:
