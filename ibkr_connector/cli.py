@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .simulator.cli import add_sim_commands
 
     add_sim_commands(sub)
+    from .simulator._recording_cli import add_recording_commands
+
+    add_recording_commands(sub)
     add_audit_command(sub)
 
     for name, help_text, func in (

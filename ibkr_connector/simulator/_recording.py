@@ -43,6 +43,7 @@ __all__ = [
     "frame_record",
     "header_record",
     "mask_account",
+    "parse_recording",
     "read_recording",
 ]
 

@@ -36,6 +36,7 @@ from ibkr_connector.simulator._control import (
     serve_control,
 )
 from ibkr_connector.simulator._faults import MALFORMED_KINDS
+from ibkr_connector.simulator._recording_cli import add_replay_arguments, run_replay
 from ibkr_connector.simulator._server import open_simulator
 
 __all__ = ["add_sim_commands", "run_fault", "run_sim"]
@@ -63,6 +64,7 @@ def add_sim_commands(subparsers: _SubParsers) -> None:
                      help="market-data lines per client before error 101 (default 100)")
     sim.add_argument("--unsubscribed", action="append", default=[], metavar="SYMBOL",
                      help="no live data for SYMBOL: 354, or 10167 + delayed (repeatable)")
+    add_replay_arguments(sim)
     sim.set_defaults(func=run_sim)
 
     fault = subparsers.add_parser("fault", help="inject a fault into a running simulator",
@@ -108,6 +110,8 @@ def _fail(message: str, status: int = 1) -> int:
 
 def run_sim(args: argparse.Namespace) -> int:
     """Handler of ``sim``: serve until interrupted; 0 on a clean stop."""
+    if args.replay is not None:
+        return run_replay(args)
     try:
         accounts: tuple[str, ...] = tuple(args.accounts) if args.accounts else ("DU1234567",)
         config = SimulatorConfig(host=args.host, port=args.port,

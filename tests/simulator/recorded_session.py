@@ -3,6 +3,9 @@ replay and fidelity tests, and the proxy running in a test's nursery."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -14,6 +17,7 @@ from ibapi.client import EClient
 from ibapi.contract import Contract
 from ibapi.order import Order
 
+from ibkr_connector.simulator import SimulatorConfig, open_simulator
 from ibkr_connector.simulator._proxy import run_recording_proxy
 
 from .ibclient import IbTestClient
@@ -83,3 +87,39 @@ async def recording_proxy(upstream_port: int, out: Path, *,
             ("127.0.0.1", upstream_port), 0, out, mask=mask, task_status=task_status))
         yield port
         nursery.cancel_scope.cancel()
+
+
+def _spawn(args: tuple[str, ...]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "ibkr_connector.cli", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@asynccontextmanager
+async def cli_server(*args: str) -> AsyncIterator[tuple[int, list[str]]]:
+    """``ibkr-connector ARGS`` in a subprocess, as an operator runs it; yields the port it
+    announced and its output lines. On exit it is stopped with SIGTERM and must exit 0."""
+    proc = _spawn(args)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        with trio.fail_after(20):
+            while not lines or "listening on port" not in lines[-1]:
+                line = await trio.to_thread.run_sync(proc.stdout.readline)
+                assert line, f"exited early: {proc.wait()} {proc.stderr.read()}"  # type: ignore[union-attr]
+                lines.append(line.strip())
+        yield int(lines[-1].rsplit(" ", 1)[1]), lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        status = await trio.to_thread.run_sync(proc.wait, 10)
+    assert status == 0
+
+
+async def record_session(out: Path, *, mask: bool = True) -> list[tuple[str, Any]]:
+    """Record ``run_script`` against a fresh simulator into ``out``; what the client saw."""
+    async with open_simulator(SimulatorConfig(port=0)) as sim:
+        async with recording_proxy(sim.port, out, mask=mask) as port:
+            client = session_client()
+            try:
+                return await run_script(client, port)
+            finally:
+                await client.close()

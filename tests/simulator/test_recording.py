@@ -24,7 +24,7 @@ from ibkr_connector.simulator._recording import (
     read_recording,
 )
 
-from .recorded_session import recording_proxy, run_script, session_client
+from .recorded_session import cli_server, record_session, recording_proxy, session_client
 from .test_ib_async_sync import run_ib_async
 
 HANDSHAKE = b"API\0" + struct.pack("!I", 18) + b"v100..200 +PACEAPI"
@@ -144,13 +144,7 @@ async def test_a_recorded_ibapi_session_has_accounts_masked_but_the_client_sees_
     out = tmp_path / "session.jsonl"
     out.write_text("old")
     out.chmod(0o644)  # an existing file is reset to 0600 before anything is written
-    async with open_simulator(SimulatorConfig(port=0)) as sim:
-        async with recording_proxy(sim.port, out) as port:
-            client = session_client()
-            try:
-                seen = await run_script(client, port)
-            finally:
-                await client.close()
+    seen = await record_session(out)
     assert ("managedAccounts", ("DU1234567",)) in seen  # the wire was not altered
     text = out.read_text()
     assert "DU1234567" not in text and "DU*****67" in text
@@ -187,3 +181,19 @@ async def test_ib_async_syncs_and_trades_through_the_recording_proxy(tmp_path: P
     assert seen["trade"][:2] == ("Filled", 10.0)
     sent = {r.fields[0] for r in read_recording(out).frames if r.direction == "c2s" and r.fields}
     assert {"71", "61", "3"} <= sent  # startApi, reqPositions (the sync), placeOrder
+
+
+async def test_record_from_the_shell_proxies_and_writes_the_file(tmp_path: Path) -> None:
+    out = tmp_path / "shell.jsonl"
+    async with open_simulator(SimulatorConfig(port=0)) as sim:
+        async with cli_server("record", "--upstream", f"127.0.0.1:{sim.port}", "--listen",
+                              "0", "--out", str(out)) as (port, lines):
+            client = session_client()
+            try:
+                await client.connect(port, 4)
+                assert await client.wait_for("managedAccounts") == ("DU1234567",)
+            finally:
+                await client.close()
+    assert "writing" in lines[0] and "NOT masked" not in lines[0]
+    assert any(r.fields and r.fields[0] == "15" and r.fields[2] == "DU*****67"
+               for r in read_recording(out).frames)

@@ -13,7 +13,6 @@ import pytest
 import trio
 import trio.testing
 
-from ibkr_connector.simulator import SimulatorConfig, open_simulator
 from ibkr_connector.simulator._codec import frame
 from ibkr_connector.simulator._recording import (
     Frame,
@@ -27,7 +26,7 @@ from ibkr_connector.simulator._recording import (
 )
 from ibkr_connector.simulator._replay import IdMap, RequestMatcher, build_script, serve_replay
 
-from .recorded_session import recording_proxy, run_script, session_client
+from .recorded_session import cli_server, record_session, run_script, session_client
 
 VERSION_RANGE = b"v100..200"
 MKT_SPY = ("1", "11", "5", "756733", "SPY", "STK")
@@ -131,13 +130,7 @@ async def test_recorded_timing_is_replayed_scaled_by_speed(
 
 async def test_a_fresh_ibapi_client_sees_the_recorded_callbacks(tmp_path: Path) -> None:
     out = tmp_path / "session.jsonl"
-    async with open_simulator(SimulatorConfig(port=0)) as sim:
-        async with recording_proxy(sim.port, out) as port:
-            client = session_client()
-            try:
-                recorded = await run_script(client, port, client_id=3, first_req_id=10)
-            finally:
-                await client.close()
+    recorded = await record_session(out)  # client id 3, request ids 10 and 11
     # The simulator is gone: whatever the client sees now comes from the recording.
     async with trio.open_nursery() as nursery:
         port = await nursery.start(lambda task_status: serve_replay(
@@ -151,3 +144,17 @@ async def test_a_fresh_ibapi_client_sees_the_recorded_callbacks(tmp_path: Path) 
     as_json = json.dumps(recorded, default=str).replace("DU1234567", "DU*****67")
     expected = json.loads(re.sub(r"\[1([01])([,\]])", r"[5\1\2", as_json))  # ids 10, 11
     assert json.loads(json.dumps(replayed, default=str)) == expected
+
+
+async def test_sim_replay_from_the_shell_answers_an_ibapi_client(tmp_path: Path) -> None:
+    out = tmp_path / "session.jsonl"
+    recorded = await record_session(out)
+    async with cli_server("sim", "--replay", str(out), "--port", "0", "--speed", "4") as (
+            port, _):
+        client = session_client()
+        try:
+            replayed = await run_script(client, port)
+        finally:
+            await client.close()
+    assert [name for name, _ in replayed] == [name for name, _ in recorded]
+    assert replayed[2] == recorded[2]  # the contract details, as recorded
