@@ -52,15 +52,6 @@ def _close_now(stream: trio.abc.Stream) -> None:
         getattr(stream, "close_now")()  # noqa: B009 - any stream that offers it
 
 
-def _close_now(stream: trio.abc.Stream) -> None:
-    """Close *stream* without awaiting: a socket's ``close``, or an in-process stream's
-    ``close_now`` (``InProcessTws``)."""
-    if isinstance(stream, trio.SocketStream):
-        stream.socket.close()
-    else:
-        getattr(stream, "close_now")()  # noqa: B009 - any stream that offers it
-
-
 class ClientConnection:
     """The I/O side of one accepted TCP connection."""
 
