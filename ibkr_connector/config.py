@@ -120,6 +120,7 @@ class WatchdogConfig:
     daily_restart_time: datetime.time = setting(
         datetime.time(23, 55), TIME_OF_DAY, WALL_CLOCK, example=datetime.time(5, 30),
         help="TWS's auto-restart time, wall clock of the TWS machine")
+    # REAL-TWS: TWS's daily auto-restart drops the socket for under 15 min and accepts clients after
     daily_restart_duration: float = setting(
         15 * 60.0, FLOAT, POSITIVE, UNDER_A_DAY, example=600.0,
         help="how long (s) after that time a disconnect counts as expected")
@@ -144,6 +145,7 @@ class MarketDataConfig:
     max_market_data_lines: int = setting(100, INT, AT_LEAST_ONE, example=50,
                                          help="market-data lines the runtime may hold")
     # TWS allows tick-by-tick streams up to 5 % of the lines (10190 past it).
+    # REAL-TWS: the tick-by-tick cap is 5 streams for 100 lines (10190 past it)
     max_tick_by_tick_streams: int = setting(5, INT, AT_LEAST_ONE, example=3,
                                             help="tick-by-tick streams the runtime may hold")
     allow_delayed_market_data: bool = setting(
@@ -175,6 +177,7 @@ class IBKRConfig:
                         help="TWS 7497 paper / 7496 live; IB Gateway 4002 / 4001")
     client_id: int = setting(1, INT, CLIENT_ID, example=7,
                              help="API client id; one connection per id (326 otherwise)")
+    # REAL-TWS: 50 msg/s in any 1 s window, startApi included; 2000 at 45/s draw no error 100
     # IB's limit is 50 client messages in any 1 s window. A token bucket admits at most
     # burst + rate in one second, and the startApi of a reconnect also counts, so
     # rate + burst must leave one message free: 45 + 3 + 1 = 49.

@@ -388,6 +388,7 @@ class ConnectionActor:
 
     def _inbound(self, session: TwsSession, handshake: Handshake, event: ev.TwsEvent) -> None:
         """What the connection itself learns from an event before it goes to the bus."""
+        # REAL-TWS: TWS sends nextValidId and managedAccounts at every start, after a restart too
         if isinstance(event, ev.NextValidId):
             handshake.next_order_id = event.order_id
             if session is self.session and self.session_up():

@@ -123,6 +123,7 @@ def _farm_notice(actor: ConnectionActor, session: TwsSession, handshake: Handsha
 
 def _upstream_degraded(actor: ConnectionActor, session: TwsSession, handshake: Handshake,
                        error: ev.TwsError, info: codes.CodeInfo) -> None:
+    # REAL-TWS: after 2110 TWS keeps our socket and answers requests (traffic is not held)
     # 2110: TWS's link to IB's servers is broken and TWS restores it itself. The socket
     # stays and traffic is not held (unlike 1100); status shows it until 1101/1102 or a
     # farm reports OK.

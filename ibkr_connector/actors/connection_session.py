@@ -37,6 +37,7 @@ class Handshake:
             self.done.set()
 
     # How specific a reason for a failed start-up is; the most specific one wins.
+    # REAL-TWS: TWS sends 326 then closes the socket; ibapi may report the close first
     CLIENT_ID_IN_USE = 4  # TWS's 326
     TWS_ERROR = 3  # another TWS code (502, ...)
     TIMED_OUT = 2  # no handshake in time: our own close then looks like TWS closing

@@ -402,6 +402,7 @@ class MarketDataActor:
         if line is None or line.req_id != req_id:
             return
         if not self.memory.delayed_session:
+            # REAL-TWS: after type 3 a re-request streams delayed data (10167)
             # Type 3: live where subscribed, delayed otherwise (TWS then says 10167).
             await self._submit(ReqMarketDataType(3))
             self.memory.delayed_session = True

@@ -14,6 +14,7 @@ itself. Sans-IO: no clock, no channels; every method returns the requests to sen
   the new stream.
 """
 
+# REAL-TWS: the line budget is 100 by default and TWS answers 101 past it
 from __future__ import annotations
 
 import itertools

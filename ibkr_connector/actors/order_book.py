@@ -173,6 +173,7 @@ class OrderBook:
                     self._commissions.pop(ex.execId, None))
         self.fills[fill.exec_id] = fill
         self.last_exec_time = max(self.last_exec_time, fill.time)
+        # REAL-TWS: a combo fill arrives per leg plus one BAG-level execDetails
         if fill.sec_type != "BAG":
             holding = self._holdings.setdefault(
                 (fill.account, fill.con_id),

@@ -138,6 +138,7 @@ class Reconciler:
         finally:
             del self._exec_ends[req_id]
         self._completed_end = trio.Event()
+        # REAL-TWS: reqCompletedOrders lists orders cancelled at IB while the link was down
         await self._send(ReqCompletedOrders(api_only=True))
         await self._answer(self._completed_end)
 

@@ -222,6 +222,7 @@ class OrdersActor:
         contract, order = resolved.contract, copy.copy(resolved.order)
         order.whatIf = True
         async with self.place_lock:
+            # REAL-TWS: whether TWS counts a whatIf's order id as used (we spend a fresh one)
             order_id, seq, request = await self._intent(contract, order)
             pending = self.what_ifs[order_id] = PendingWhatIf(order_id)
             try:
@@ -240,6 +241,7 @@ class OrdersActor:
         book, now = self.book, trio.current_time()
         if isinstance(event, ev.OpenOrder):
             pending = self.what_ifs.get(event.order_id)
+            # REAL-TWS: a whatIf is answered by one openOrder echoing whatIf=True, margins as text
             if pending is not None and event.order.whatIf:
                 pending.answer(event.order_state)
             elif not event.order.whatIf:

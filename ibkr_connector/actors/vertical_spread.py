@@ -53,6 +53,7 @@ def check_order(order: Order, min_tick: float | None = None) -> None:
     if order.orderType == "LMT":
         if not has_price or not math.isfinite(price):
             raise InvalidOrder("a LMT order needs a finite limit price")
+        # REAL-TWS: contract details' minTick is the increment TWS checks (110 otherwise)
         if min_tick is not None:
             check_tick(price, min_tick)
 

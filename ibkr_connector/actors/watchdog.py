@@ -343,6 +343,7 @@ async def _probe_loop(
         await state.up.wait()
         await trio.sleep(interval)
         if not state.connected or state.link_down:
+            # REAL-TWS: after 1100 TWS reports 1101 or 1102 by itself, without the client asking
             continue  # during 1100 the limiter holds traffic and TWS recovers by itself
         if await _probe(state, config, limiter):
             continue
@@ -364,6 +365,7 @@ async def _probe(state: _State, config: IBKRConfig, limiter: Address) -> bool:
     state.time_seen = trio.Event()
     state.probes_sent += 1
     try:
+        # REAL-TWS: reqCurrentTime is answered within seconds by a healthy TWS, even when busy
         await submit_through(limiter, ReqCurrentTime(), None, config.request_timeout)
     except _PROBE_NOT_SENT as exc:
         log.info("health probe not sent: %s", exc)

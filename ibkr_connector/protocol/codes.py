@@ -182,6 +182,7 @@ TABLE: tuple[CodeInfo, ...] = (
          "Connectivity between IB and TWS restored, data maintained"),
         (1300, _C.CONNECTIVITY, _S.RECONNECT, _ERR, ERROR,
          "TWS socket port was reset; this connection is dropped (reconnect on new port)"),
+        # REAL-TWS: 2110 keeps the socket open and ends with 1101/1102 or a farm OK notice
         (2110, _C.CONNECTIVITY, _S.LINK_NOTICE, _NOTE, WARNING,
          "Connectivity between TWS and IB's servers is broken; TWS restores it itself"),
     ),
@@ -220,6 +221,7 @@ TABLE: tuple[CodeInfo, ...] = (
          "Price outside the percentage range of TWS's order precautions; not transmitted"),
         (110, _C.ORDER, _S.FAIL_REQUEST, _ERR, ERROR,
          "Price does not conform to the contract's minimum price variation (tick)"),
+        # REAL-TWS: current builds answer a cancel of an unknown id with 10147, older ones with 135
         (135, _C.ORDER, _S.CANCEL_REFUSED, _ERR, WARNING,
          "Can't find order with this id (to cancel it)"),
         (161, _C.ORDER, _S.CANCEL_REFUSED, _ERR, WARNING,
@@ -280,12 +282,14 @@ TABLE: tuple[CodeInfo, ...] = (
          "Market depth data has been halted; re-subscribe"),
         (317, _C.MARKET_DATA, _S.IGNORE, _NOTE, INFO,
          "Market depth data has been reset; empty the book before new entries"),
+        # REAL-TWS: 354 / 10089 are the codes for no live permission when delayed data is on offer
         (354, _C.MARKET_DATA, _S.TRY_DELAYED, _ERR, ERROR,
          "Requested market data is not subscribed (no live data permission)"),
         (420, _C.MARKET_DATA, _S.FAIL_REQUEST, _ERR, ERROR,
          "Invalid real-time query (pacing violation or missing permissions)"),
         (10089, _C.MARKET_DATA, _S.TRY_DELAYED, _ERR, ERROR,
          "Requested market data requires an additional subscription for API use"),
+        # REAL-TWS: 10090 (underlying unsubscribed) keeps streaming, without live greeks
         (10090, _C.MARKET_DATA, _S.MARK_SUBSCRIPTION_DEGRADED, _NOTE, WARNING,
          "Part of the requested market data is not subscribed; other ticks still flow"),
         (10091, _C.MARKET_DATA, _S.MARK_SUBSCRIPTION_DEGRADED, _NOTE, WARNING,

@@ -61,6 +61,7 @@ _FARM_CODES: Mapping[int, tuple[FarmKind, FarmState]] = MappingProxyType({
 
 
 def _farm_name(message: str) -> str:
+    # REAL-TWS: farm notice texts name the farm after ':' or after 'demand.'
     # TWS appends the farm after a colon ("...is OK:usfarm.nj"), except the "inactive"
     # notices, which append it after "demand." ("...available upon demand.ushmds").
     if ":" in message:

@@ -161,10 +161,12 @@ class MarketDataSession:
         if req_id in self.lines:
             return [self._error(req_id, 322, now)]
         generic = _generic_ticks(request.generic_ticks)
+        # REAL-TWS: a snapshot with generic ticks is refused with 321 and this text
         if request.snapshot and generic:
             text = ("Error validating request.-'bW' : cause - Snapshot market data "
                     "subscription is not applicable to generic ticks")
             return [self._error(req_id, 321, now, text)]
+        # REAL-TWS: a snapshot holds no line while active (no 101 for snapshots past 100 lines)
         if not request.snapshot and len(self.lines) >= self.config.max_market_data_lines:
             return [self._error(req_id, 101, now)]
         inst: Instrument | None = None
@@ -197,7 +199,9 @@ class MarketDataSession:
             if not self.config.delayed_data_available:
                 return [self._error(req_id, 10168, now)], None
             delayed = True
+            # REAL-TWS: 10167 comes before marketDataType 3 and the delayed ticks
             out.append(self._error(req_id, 10167, now))
+        # REAL-TWS: 10090 if the underlying is unsubscribed, then no live greeks (10-13)
         elif greeks and symbol in self.config.unsubscribed_underlyings:
             out.append(self._error(req_id, 10090, now))
             greeks = not self.config.greeks_need_underlying
@@ -226,6 +230,7 @@ class MarketDataSession:
         if request.kind not in _TICK_BY_TICK_KINDS:
             text = f"{_TBT_FAILED}Invalid tick type {request.kind!r}"
             return [self._error(req_id, 10189, now, text)]
+        # REAL-TWS: tick-by-tick on an option or an index is refused with 10189
         if inst.sec_type == "IND" or (inst.sec_type == "OPT"
                                       and not self.config.tick_by_tick_options):
             return [self._error(req_id, 10189, now)]
