@@ -215,18 +215,24 @@ class AccountMasker:
 
     def __init__(self) -> None:
         self.accounts: set[str] = set()
+        self._learnt: re.Pattern[str] | None = None
 
     def learn(self, payload: bytes) -> None:
         fields = fields_of(payload)
-        if fields and fields[0] == str(_MANAGED_ACCTS) and len(fields) > 2:
-            self.accounts.update(a for a in fields[2].split(",") if a)
+        if not fields or fields[0] != str(_MANAGED_ACCTS) or len(fields) < 3:
+            return
+        self.accounts.update(a for a in fields[2].split(",") if a)
+        odd = sorted((a for a in self.accounts if not _ACCOUNT_ID.fullmatch(a)),
+                     key=len, reverse=True)
+        self._learnt = re.compile(
+            rf"(?<![A-Za-z0-9])(?:{'|'.join(map(re.escape, odd))})(?![A-Za-z0-9])"
+        ) if odd else None
 
     def text(self, value: str) -> str:
         masked = _ACCOUNT_IN_TEXT.sub(lambda m: mask_account(m.group(0)), value)
-        if not self.accounts:
+        if self._learnt is None:
             return masked
-        return ",".join(mask_account(part) if part in self.accounts else part
-                        for part in masked.split(","))
+        return self._learnt.sub(lambda m: mask_account(m.group(0)), masked)
 
     def fields(self, fields: Iterable[str]) -> tuple[str, ...]:
         return tuple(self.text(field) for field in fields)

@@ -137,3 +137,17 @@ async def test_an_edited_recording_reports_exactly_the_edit(
         assert f"keys only simulated: ('-1', '{original}')" in out
     assert sum(line.strip().startswith("- ") for line in out.splitlines()) == (
         2 if msg_id == "4" else 1)
+
+
+async def test_frames_that_are_not_classic_messages_are_noted_not_compared(
+        recording: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _append(recording, {"conn": 1, "dir": "s2c", "mono": 0.5, "wall": 0.0, "b64": "AAAAAQI="})
+    assert await trio.to_thread.run_sync(_run_fidelity, recording) == 1
+    out = capsys.readouterr().out
+    assert "note: 1 recorded frames are not classic text messages" in out
+    assert "differs" not in out
+
+
+def _append(recording: Path, record: dict[str, object]) -> None:
+    with recording.open("a") as file:
+        file.write(json.dumps(record) + "\n")

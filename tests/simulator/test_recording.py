@@ -3,6 +3,7 @@ the proxy (transparent on the wire, file 0600), with ibapi and ib_async as clien
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import stat
@@ -10,6 +11,8 @@ import struct
 from pathlib import Path
 
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ibkr_connector.simulator import SimulatorConfig, open_simulator
 from ibkr_connector.simulator._codec import frame
@@ -17,6 +20,7 @@ from ibkr_connector.simulator._recording import (
     AccountMasker,
     Frame,
     FrameSplitter,
+    fields_of,
     frame_record,
     header_record,
     mask_account,
@@ -59,6 +63,22 @@ def test_server_stream_has_no_prefix_and_keeps_a_partial_frame_buffered() -> Non
     assert [f.payload for f in splitter.feed(reply[-2:])] == [b"9\x001\x001\x00"]
 
 
+@given(st.lists(st.lists(st.text(alphabet=st.characters(blacklist_characters="\0"),
+                                  max_size=5), min_size=1, max_size=6), max_size=6),
+       st.lists(st.integers(1, 7), min_size=1, max_size=20))
+def test_any_messages_cut_anywhere_split_back_into_the_same_frames(
+        messages: list[list[str]], cuts: list[int]) -> None:
+    data = HANDSHAKE + b"".join(frame((1, *fields)) for fields in messages)
+    splitter, frames, position = FrameSplitter("c2s"), [], 0
+    for size in itertools.cycle(cuts):
+        if position >= len(data):
+            break
+        frames += splitter.feed(data[position:position + size])
+        position += size
+    assert b"".join(f.wire() for f in frames) == data and not splitter.leftover()
+    assert [fields_of(f.payload) for f in frames[2:]] == [("1", *m) for m in messages]
+
+
 def test_a_stream_that_is_not_the_tws_api_is_kept_as_raw_frames() -> None:
     assert _split("c2s", b"GET / HTTP/1.1\r\n", 100) == [
         Frame("c2s", b"GET / HTTP/1.1\r\n", framed=False)]
@@ -97,9 +117,9 @@ def test_accounts_are_masked_in_managed_accounts_order_position_and_free_text() 
     # a learnt account that does not look like one, wherever it is a value
     place = Frame("c2s", b"3\x001\x00756733\x00PAPER42\x00")
     assert frame_record(1, place, 0, 0, masker)["fields"][3] == "PAPER*2"
-    text = Frame("s2c", b"4\x00-1\x00321\x00account F1234567 unknown; XDU1234567\x00")
+    text = Frame("s2c", b"4\x00-1\x00321\x00F1234567 or PAPER42? not XDU1234567 PAPER421\x00")
     assert frame_record(1, text, 0, 0, masker)["fields"][3] == (
-        "account F*****67 unknown; XDU1234567")
+        "F*****67 or PAPER*2? not XDU1234567 PAPER421")
     assert frame_record(1, position, 0, 0, None)["fields"][2] == "DU1234567"
 
 
