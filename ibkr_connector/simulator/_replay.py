@@ -226,7 +226,10 @@ class _Outbox:
             while self._heap and self._heap[0][0] <= now:
                 batch += heapq.heappop(self._heap)[2]
             if batch:
-                await stream.send_all(bytes(batch))
+                try:
+                    await stream.send_all(bytes(batch))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return  # the client left; the reader sees it too and ends the session
 
 
 async def _answer_client(stream: trio.SocketStream, script: ReplayScript, speed: float,
@@ -288,7 +291,10 @@ async def serve_replay(recording: Recording, port: int, *, host: str = "127.0.0.
 
     async def handle(stream: trio.SocketStream) -> None:
         script = scripts[min(next(counter), len(scripts) - 1)]
-        await _answer_client(stream, script, speed, recording.masked)
+        try:
+            await _answer_client(stream, script, speed, recording.masked)
+        except Exception:  # one client's trouble must not stop the replay for the others
+            logger.exception("replay: a client connection failed")
 
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, handle, listeners)

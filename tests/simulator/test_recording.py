@@ -217,3 +217,21 @@ async def test_record_from_the_shell_proxies_and_writes_the_file(tmp_path: Path)
     assert "writing" in lines[0] and "NOT masked" not in lines[0]
     assert any(r.fields and r.fields[0] == "15" and r.fields[2] == "DU*****67"
                for r in read_recording(out).frames)
+
+
+async def test_an_unreachable_upstream_closes_that_client_only(tmp_path: Path) -> None:
+    unused = trio.socket.socket()
+    await unused.bind(("127.0.0.1", 0))
+    closed_port = unused.getsockname()[1]
+    unused.close()  # nothing listens there now
+    async with recording_proxy(closed_port, tmp_path / "none.jsonl") as port:
+        for _ in range(2):  # the proxy is still serving after the first failure
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            await stream.send_all(HANDSHAKE)
+            with trio.fail_after(5):
+                try:
+                    data = await stream.receive_some(100)
+                except trio.BrokenResourceError:  # closed with our bytes unread: a reset
+                    data = b""
+            assert data == b""
+            await stream.aclose()

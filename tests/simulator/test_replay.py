@@ -158,3 +158,16 @@ async def test_sim_replay_from_the_shell_answers_an_ibapi_client(tmp_path: Path)
             await client.close()
     assert [name for name, _ in replayed] == [name for name, _ in recorded]
     assert replayed[2] == recorded[2]  # the contract details, as recorded
+
+
+async def test_a_client_that_leaves_with_answers_pending_does_not_stop_the_replay(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(lambda task_status: serve_replay(
+            SESSION, 0, task_status=task_status))
+        leaver = await _raw_session(port, [(71, 2, 8, ""), MKT_SPY], quiet=0.1)
+        assert [f[0] for _, f in leaver] == ["200", "9", "4"]  # ticks still pending
+        await trio.sleep(5)  # past the ticks it left behind
+        stayer = await _raw_session(port, [(71, 2, 9, ""), MKT_SPY], quiet=10.0)
+        nursery.cancel_scope.cancel()
+    assert [f[0] for _, f in stayer] == ["200", "9", "4", "1", "1"]
