@@ -11,9 +11,12 @@ import pytest
 import trio
 
 from ibkr_connector.cli import main
-from ibkr_connector.simulator._fidelity import compare, format_report
+from ibkr_connector.simulator import SimulatorConfig, open_simulator
+from ibkr_connector.simulator._fidelity import compare, format_report, run_fidelity
+from ibkr_connector.simulator._recording import read_recording
 
-from .recorded_session import record_session
+from .recorded_session import record_session, recording_proxy
+from .test_ib_async_sync import run_ib_async
 
 HELLO = [("9", "1", "1"), ("15", "1", "DU*****67"), ("4", "-1", "2104", "farm OK", "", "1")]
 CONTRACT = ("10", "7", "SPY", "STK", "", "", "0.0", "", "SMART", "USD", "SPY", "SPY", "SPY",
@@ -151,3 +154,16 @@ async def test_frames_that_are_not_classic_messages_are_noted_not_compared(
 def _append(recording: Path, record: dict[str, object]) -> None:
     with recording.open("a") as file:
         file.write(json.dumps(record) + "\n")
+
+
+async def test_an_ib_async_session_against_the_simulator_has_no_difference(
+        tmp_path: Path) -> None:
+    out = tmp_path / "ib_async.jsonl"
+    async with open_simulator(SimulatorConfig(port=0)) as sim:
+        async with recording_proxy(sim.port, out) as port:
+            with trio.fail_after(15):
+                await trio.to_thread.run_sync(run_ib_async, port)
+    report = await run_fidelity(read_recording(out))
+    assert report.identical, format_report(report)
+    # ib_async's start-up sync: positions, completed orders, account updates (multi)
+    assert {62, 102, 74} <= {row.msg_id for row in report.types}
