@@ -87,7 +87,7 @@ FARM_NOTICES: tuple[tuple[int, str], ...] = (
 )
 
 #: TWS's wording for the codes the simulator sends (IB's API message-code table).
-# REAL-TWS: these error texts are TWS's wording (clients and fidelity compare them)
+# REAL-TWS: error texts are TWS's wording (clients may match them; fidelity compares codes only)
 DEFAULT_ERROR_TEXT: dict[int, str] = {
     100: "Max rate of messages per second has been exceeded",
     101: "Max number of tickers has been reached.",
