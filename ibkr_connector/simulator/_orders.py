@@ -113,6 +113,9 @@ class OrderEngine:
         self.partial_fill_quantity = partial_fill_quantity
         self.reject_next: str | None = None
         self._orders: dict[tuple[int, int], _Order] = {}
+        #: The orders that may fill (status Submitted): the fill check visits only these,
+        #: so its cost does not grow with every order ever placed.
+        self._working: dict[tuple[int, int], _Order] = {}
         self._max_id: dict[int, int] = {}
         self._next_perm_id = _FIRST_PERM_ID
         self._exec_seq = 0
@@ -315,14 +318,15 @@ class OrderEngine:
     def advance(self, wall: float) -> list[Notice]:
         """Fill what the market now crosses (one partial-fill step per working order)."""
         notices: list[Notice] = []
-        for order in list(self._orders.values()):
+        # In placement order (permIds rise with it), as a scan of every order would be.
+        for order in sorted(self._working.values(), key=lambda o: o.view.perm_id):
             if order.view.status == "Submitted":
                 notices += self._try_fill(order, wall)
         return notices
 
     def working(self) -> bool:
         """True while some order may still fill (the desk keeps advancing)."""
-        return any(o.view.status == "Submitted" for o in self._orders.values())
+        return bool(self._working)
 
     def mark(self, con_id: int) -> float | None:
         """A fair price now: the mid of a two-sided quote, else the last trade."""
@@ -432,7 +436,12 @@ class OrderEngine:
     # -- internals ---------------------------------------------------------------------------------
 
     def _set(self, order: _Order, **changes: object) -> None:
-        order.view = attrs.evolve(order.view, **changes)  # type: ignore[arg-type]
+        view = order.view = attrs.evolve(order.view, **changes)  # type: ignore[arg-type]
+        key = (view.client_id, view.order_id)
+        if view.status == "Submitted":
+            self._working[key] = order
+        else:
+            self._working.pop(key, None)
 
     def _publish(self, order: _Order, *, open_order: bool) -> list[Notice]:
         client, view = order.view.client_id, order.view
