@@ -133,6 +133,12 @@ class MarketDataActor:
         self.link_up = link_up
         self._pending: dict[int, _Collect] = {}
         self._dirty: dict[Hashable, Ticker] = {}
+        # Line requests not yet written. When TWS forgets the lines (a lost connection,
+        # 1101) they are abandoned: the restore asks again under new ids, and a request of
+        # the old session written after the reconnect would hold a second line under an id
+        # nobody knows (found by the simulation: a subscribe racing a drop, a restore cut
+        # short by a crash).
+        self._unwritten: set[trio.CancelScope] = set()
 
     # -- contracts and chains ----------------------------------------------------------
 
@@ -238,13 +244,27 @@ class MarketDataActor:
             else:
                 request = ReqMktData(want.req_id, wire.info.contract, wire.generic_ticks)
             try:
-                await self._submit(request)
+                if not await self._submit_for_session(request):
+                    continue
             except IBKRError as exc:
                 if not want.cancel:
                     self._fail_line(want.req_id, 0, f"not sent: {type(exc).__name__}")
                 continue
             if not want.cancel:
                 wire.sent = want.req_id
+
+    async def _submit_for_session(self, request: Request) -> bool:
+        """Submit a line request; False if TWS forgot the lines before it was written
+        (then it was abandoned, never written late)."""
+        scope = trio.CancelScope()
+        self._unwritten.add(scope)
+        try:
+            with scope:
+                await self._submit(request)
+                return True
+            return False
+        finally:
+            self._unwritten.discard(scope)
 
     def _fail_line(self, req_id: int, code: int, reason: str) -> None:
         line, promoted = self.memory.lines.refused(req_id, link_up=self.link_up)
@@ -288,7 +308,8 @@ class MarketDataActor:
         request: Request = (CancelTickByTickData(want.req_id) if want.cancel else
                             ReqTickByTickData(want.req_id, stream.info.contract, stream.kind))
         try:
-            await self._submit(request)
+            if not await self._submit_for_session(request):
+                return
         except IBKRError:
             return
         if not want.cancel:
@@ -421,6 +442,8 @@ class MarketDataActor:
             self.memory.farms_down.discard(name)
 
     def _forget_all(self, why: str) -> None:
+        for scope in self._unwritten:
+            scope.cancel()
         self.memory.lines.forget_all()
         self.memory.streams.forget_all()
         for line in self.memory.lines:

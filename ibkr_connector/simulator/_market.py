@@ -28,9 +28,10 @@ What it models, and the choices made where real markets vary:
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import attrs
 
@@ -190,8 +191,8 @@ class SimMarket:
         self._spot = {u.con_id: u.spot for u in self._specs.values()}
         self._quotes: dict[int, Quote] = {}
         self._option_cache: dict[int, tuple[int, Quote]] = {}
-        self._instruments: dict[int, Instrument] = {}
-        self._options_of: dict[int, list[Instrument]] = {}
+        self._instruments: Mapping[int, Instrument] = {}
+        self._options_of: Mapping[int, tuple[Instrument, ...]] = {}
         self.halted: set[str] = set()
         #: A market-data farm outage: no ticks flow to anyone while True.
         self.farm_down = False
@@ -435,26 +436,38 @@ class SimMarket:
                      (inst.con_id * 7919) % 5000 + self._step // 40)
 
     def _build(self, today: datetime.date) -> None:
-        weeklies, monthlies = _fridays(today), _monthlies(today)
-        next_id = _FIRST_OPTION_CON_ID
-        for spec in self._specs.values():
-            is_index = spec.sec_type == "IND"
-            self._instruments[spec.con_id] = Instrument(
-                spec.con_id, spec.symbol, spec.sec_type, spec.exchange, spec.primary_exchange,
-                "USD", spec.symbol, 0.01, spec.symbol, spec.long_name,
-                valid_exchanges=(spec.exchange,) if is_index else ("SMART", spec.primary_exchange),
-            )
-            options: list[Instrument] = []
-            for day in sorted(set(weeklies) | set(monthlies)):
-                monthly = day in monthlies
-                cls = spec.monthly_class if monthly else spec.weekly_class
-                for strike in _strikes(spec.spot, spec.strike_step, monthly):
-                    for right in ("C", "P"):
-                        options.append(Instrument(
-                            next_id, spec.symbol, "OPT", "SMART", "", "USD", cls,
-                            spec.tick_below_3, _occ_symbol(cls, day, right, strike),
-                            spec.long_name, f"{day:%Y%m%d}", strike, right, 100, spec.con_id,
-                            spec.option_exchanges))
-                        next_id += 1
-            self._options_of[spec.con_id] = options
-            self._instruments.update((o.con_id, o) for o in options)
+        self._instruments, self._options_of = _catalogue(today, tuple(self._specs.values()))
+
+
+# Two hundred thousand instruments take 60 ms to build, and a deterministic simulation
+# starts a fresh market per run: markets of one day share one read-only catalogue.
+@functools.lru_cache(maxsize=4)
+def _catalogue(today: datetime.date, specs: tuple[Underlying, ...],
+               ) -> tuple[Mapping[int, Instrument], Mapping[int, tuple[Instrument, ...]]]:
+    """Every instrument (by conId) and the options of each underlying, for *today*."""
+    instruments: dict[int, Instrument] = {}
+    options_of: dict[int, tuple[Instrument, ...]] = {}
+    weeklies, monthlies = _fridays(today), _monthlies(today)
+    next_id = _FIRST_OPTION_CON_ID
+    for spec in specs:
+        is_index = spec.sec_type == "IND"
+        instruments[spec.con_id] = Instrument(
+            spec.con_id, spec.symbol, spec.sec_type, spec.exchange, spec.primary_exchange,
+            "USD", spec.symbol, 0.01, spec.symbol, spec.long_name,
+            valid_exchanges=(spec.exchange,) if is_index else ("SMART", spec.primary_exchange),
+        )
+        options: list[Instrument] = []
+        for day in sorted(set(weeklies) | set(monthlies)):
+            monthly = day in monthlies
+            cls = spec.monthly_class if monthly else spec.weekly_class
+            for strike in _strikes(spec.spot, spec.strike_step, monthly):
+                for right in ("C", "P"):
+                    options.append(Instrument(
+                        next_id, spec.symbol, "OPT", "SMART", "", "USD", cls,
+                        spec.tick_below_3, _occ_symbol(cls, day, right, strike),
+                        spec.long_name, f"{day:%Y%m%d}", strike, right, 100, spec.con_id,
+                        spec.option_exchanges))
+                    next_id += 1
+        options_of[spec.con_id] = tuple(options)
+        instruments.update((o.con_id, o) for o in options)
+    return instruments, options_of

@@ -173,9 +173,12 @@ class TwsSimulator:
     async def send_error(self, code: int, message: str = "", *, req_id: int = -1,
                          client_id: int | None = None) -> None:
         """Send ``ERR_MSG`` to one client or all (e.g. 1100, 1101, 1102, 2103, 2110).
-        An empty ``message`` uses TWS's wording for ``code``."""
+        An empty ``message`` uses TWS's wording for ``code``. With 1101 ("data lost") the
+        client's market-data lines and streams are gone, as at TWS."""
         text = message or msg.DEFAULT_ERROR_TEXT.get(code, f"Simulated error {code}")
         for connection in self._targets(client_id):
+            if code == 1101:
+                connection.session.market_data.close()
             data = connection.session.error(req_id, code, text, trio.current_time())
             await connection.send(data)
 
