@@ -56,6 +56,7 @@ from .simulator import SimulatorConfig
 from .simulator._inprocess import InProcessTws, open_inprocess_tws
 from .supervisor import ChildState
 from .testing import apply_fault
+from .ticker import Ticker, TickerState
 from .trade import Fill, Trade, TradeStatus
 
 __all__ = ["SimulationFailure", "World", "replay_command", "simulate", "simulate_seed"]
@@ -101,15 +102,18 @@ class World:
     runtime: Runtime
     audit_path: Path
     trades: list[Trade] = attrs.Factory(list)
-    #: successful holds per symbol (subscribe minus unsubscribe), as the strategy believes
-    holds: collections.Counter[str] = attrs.Factory(collections.Counter)
+    #: the tickers the strategy holds (subscribed, not yet unsubscribed), per symbol
+    holds: dict[str, list[Ticker]] = attrs.Factory(dict)
     #: modifications asked for per order id (a placeOrder may reach TWS 1 + that often)
     modifies: collections.Counter[int] = attrs.Factory(collections.Counter)
     crash: CrashSwitch = attrs.Factory(lambda: CrashSwitch())
     events: list[tuple[float, str]] = attrs.Factory(list)
 
     def desired_symbols(self) -> frozenset[str]:
-        return frozenset(s for s, n in self.holds.items() if n > 0)
+        """The symbols whose line should be live: held by a ticker that has not failed
+        (a failed ticker, say a line TWS refused, holds nothing)."""
+        return frozenset(s for s, held in self.holds.items()
+                         if any(t.state is not TickerState.FAILED for t in held))
 
     def trace(self) -> tuple[object, ...]:
         """Everything observable of the run, in order: the runtime's events and every
@@ -232,19 +236,22 @@ async def _act(world: World, action: Action, actions: trio.Nursery) -> None:
     elif isinstance(action, SlowOrderAcks):
         tws.set_order_ack_delay(action.seconds)
     else:
-        await apply_fault(tws, action, runtime.restart)
+        try:
+            await apply_fault(tws, action, runtime.restart)
+        except IBKRError:
+            pass  # an operator's restart that failed (the actor crashed starting): allowed
 
 
 async def _strategy_call(world: World, action: Action) -> None:
     runtime = world.runtime
     try:
         if isinstance(action, Subscribe):
-            await runtime.subscribe_ticker(Stock(action.symbol))
-            world.holds[action.symbol] += 1
+            ticker = await runtime.subscribe_ticker(Stock(action.symbol))
+            world.holds.setdefault(action.symbol, []).append(ticker)
         elif isinstance(action, Unsubscribe):
-            if world.holds[action.symbol] > 0:
+            if world.holds.get(action.symbol):
                 await runtime.unsubscribe(Stock(action.symbol))
-                world.holds[action.symbol] -= 1
+                world.holds[action.symbol].pop()
         elif isinstance(action, Place):
             world.trades.append(await runtime.place_order(Stock("SPY"), _order(world, action)))
         elif isinstance(action, Modify | Cancel):

@@ -617,6 +617,18 @@ class Runtime:
             "data_farms": {name: state.value for name, state in sorted(c.farms.items())},
         }
 
+    async def _session_number(self) -> int | None:
+        """The connection's session (its reconnect count) while its socket is up (1100
+        included: TWS keeps the lines), else None."""
+        try:
+            with translate_supervisor_errors():
+                status = await self._connection.call(conn.GetStatus(), timeout=5.0)
+        except IBKRError:
+            return None
+        assert isinstance(status, conn.ConnectionStatus)
+        up = (conn.ConnectionState.CONNECTED, conn.ConnectionState.LINK_DOWN)
+        return status.reconnects if status.state in up else None
+
     async def _link_is_up(self) -> bool:
         try:
             return await self.is_connected()
@@ -703,7 +715,8 @@ def build_tree(config: IBKRConfig, runtime: Runtime, registry: Registry,
                 audit=address("audit"))),
             ChildSpec("market_data", functools.partial(
                 run_market_data, memory=runtime._market_data_memory, bus=bus,
-                submit=runtime.submit, is_connected=runtime._link_is_up),
+                submit=runtime.submit, is_connected=runtime._link_is_up,
+                session=runtime._session_number),
                 mailbox_capacity=10_000),
             ChildSpec("orders", functools.partial(
                 run_orders, memory=runtime._orders_memory, bus=bus,

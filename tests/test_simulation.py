@@ -83,6 +83,14 @@ def test_a_subscription_racing_a_drop_leaves_no_line_behind() -> None:
     simulate(schedule, seed=1)
 
 
+@pytest.mark.parametrize("seed", [
+    1251,  # market_data stopped while TWS dropped us: its lines were never asked again
+    2015,  # a restore went on asking under ids a second loss had already voided
+])
+def test_found_by_the_soak(seed: int) -> None:
+    simulate_seed(seed)
+
+
 def test_a_broken_promise_names_the_command_that_replays_it() -> None:
     def silence(world: World) -> None:
         if world.tws.received:

@@ -241,6 +241,8 @@ class MarketDataActor:
             wire = want.line.payload
             if want.cancel:
                 request: Request = CancelMktData(want.req_id)
+            elif want.line.req_id != want.req_id:
+                continue  # stale: TWS forgot the lines since, and they are asked anew
             else:
                 request = ReqMktData(want.req_id, wire.info.contract, wire.generic_ticks)
             try:
@@ -367,6 +369,7 @@ class MarketDataActor:
             self._on_error(event)
         elif isinstance(event, ConnectionEstablished | ConnectionRecovered):
             self.link_up = True
+            self.memory.session = getattr(event, "reconnects", 0)
         elif isinstance(event, ConnectionLost):
             self.link_up = False
             self.memory.delayed_session = False
@@ -440,6 +443,14 @@ class MarketDataActor:
             self._mark_stale(f"stale: market data farm {name} is down")
         else:
             self.memory.farms_down.discard(name)
+
+    def session_replaced(self, session: int | None) -> None:
+        """On start: TWS's session is not the one the lines were asked in (it was lost,
+        and maybe restored, while this actor was stopped): TWS has none of them."""
+        if session != self.memory.session:
+            self.memory.session = session
+            self.memory.delayed_session = False
+            self._forget_all("connection replaced while market data was stopped")
 
     def _forget_all(self, why: str) -> None:
         for scope in self._unwritten:
@@ -517,9 +528,14 @@ async def run_market_data(
     bus: EventBus,
     submit: Submit,
     is_connected: Callable[[], Awaitable[bool]],
+    session: Callable[[], Awaitable[int | None]] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The supervised actor: serve the market-data calls; keep lines alive."""
+    """The supervised actor: serve the market-data calls; keep lines alive.
+
+    ``session`` says which session the connection is on (its reconnect count; None while
+    down): a session replaced while this actor was stopped left TWS with none of the
+    lines, and only the source can say so (the edges went by unseen)."""
     ticks = bus.subscribe(_TICK_EVENTS, capacity=100_000)
     stream_ticks = bus.subscribe(_STREAM_EVENTS, capacity=100_000, conflate=False)
     control = bus.subscribe(_CONTROL_EVENTS, capacity=100_000)
@@ -531,6 +547,8 @@ async def run_market_data(
             nursery.start_soon(_pump, stream_ticks, actor.on_stream_tick)
             nursery.start_soon(_pump, control, actor.on_control)
             nursery.start_soon(actor.watch_staleness)
+            if session is not None:
+                actor.session_replaced(await session())
             if actor.link_up:
                 # Lines this actor's last incarnation took but never saw written.
                 for line in memory.lines:
