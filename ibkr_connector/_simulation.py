@@ -29,6 +29,7 @@ import trio.testing
 from ibapi.order import Order
 
 from ._errors import IBKRError
+from ._fault_schedules import apply_fault
 from ._simulation_steps import (
     Action,
     Cancel,
@@ -55,7 +56,6 @@ from .runtime import Runtime, open_runtime
 from .simulator import SimulatorConfig
 from .simulator._inprocess import InProcessTws, open_inprocess_tws
 from .supervisor import ChildState
-from .testing import apply_fault
 from .ticker import Ticker, TickerState
 from .trade import Fill, Trade, TradeStatus
 

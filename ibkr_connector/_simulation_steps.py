@@ -16,8 +16,7 @@ from typing import Protocol, TypeAlias
 import attrs
 from hypothesis import strategies as st
 
-from .simulator import MALFORMED_KINDS
-from .testing import (
+from ._fault_schedules import (
     Drop,
     Fault,
     LinkFlap,
@@ -27,6 +26,7 @@ from .testing import (
     TwsErrorNotice,
     TwsRestart,
 )
+from .simulator import MALFORMED_KINDS
 
 __all__ = [
     "ACTORS", "SYMBOLS", "Action", "Cancel", "CrashConnection", "LoseNextAck", "Modify",
@@ -134,17 +134,21 @@ class Draw(Protocol):
         """A float in [low, high]; the simplest is ``low``."""
 
 
-def draw_action(d: Draw) -> Action:
-    """One action; the catalogue's order is hypothesis's order of simplicity."""
+def draw_action(d: Draw, *, strategy_actions: bool = True) -> Action:
+    """One action; the catalogue's order is hypothesis's order of simplicity. Without
+    ``strategy_actions`` only faults and operator actions (a user's own strategy is then
+    the only one trading)."""
     def pick(options: tuple[str, ...]) -> str:
         return options[d.integer(0, len(options) - 1)]
 
-    catalogue: tuple[Callable[[], Action], ...] = (
+    trading: tuple[Callable[[], Action], ...] = (
         lambda: Subscribe(pick(SYMBOLS)),
         lambda: Place(d.integer(1, 5), bool(d.integer(0, 1))),
         lambda: Unsubscribe(pick(SYMBOLS)),
         lambda: Modify(d.integer(0, 7)),
         lambda: Cancel(d.integer(0, 7)),
+    )
+    catalogue: tuple[Callable[[], Action], ...] = (*(trading if strategy_actions else ()),
         lambda: Drop(),
         lambda: TwsRestart(d.real(1.0, 240.0)),
         lambda: LinkFlap(bool(d.integer(0, 1))),
@@ -162,9 +166,10 @@ def draw_action(d: Draw) -> Action:
     return catalogue[d.integer(0, len(catalogue) - 1)]()
 
 
-def _draw_schedule(d: Draw, max_steps: int) -> tuple[SimStep, ...]:
+def _draw_schedule(d: Draw, max_steps: int, strategy_actions: bool) -> tuple[SimStep, ...]:
     count = d.integer(1, max_steps)
-    return tuple(SimStep(d.real(0.0, 30.0), draw_action(d)) for _ in range(count))
+    return tuple(SimStep(d.real(0.0, 30.0), draw_action(d, strategy_actions=strategy_actions))
+                 for _ in range(count))
 
 
 class _RandomDraw:
@@ -178,9 +183,10 @@ class _RandomDraw:
         return round(self._rng.uniform(low, high), 3)
 
 
-def random_schedule(seed: int, *, max_steps: int = 12) -> tuple[SimStep, ...]:
+def random_schedule(seed: int, *, max_steps: int = 12,
+                    strategy_actions: bool = True) -> tuple[SimStep, ...]:
     """The schedule a seed stands for (the same on every machine and Python 3 version)."""
-    return _draw_schedule(_RandomDraw(random.Random(seed)), max_steps)
+    return _draw_schedule(_RandomDraw(random.Random(seed)), max_steps, strategy_actions)
 
 
 class _HypothesisDraw:
@@ -195,6 +201,8 @@ class _HypothesisDraw:
 
 
 @st.composite
-def simulation_schedules(draw: st.DrawFn, max_steps: int = 12) -> tuple[SimStep, ...]:
-    """Hypothesis strategy: schedules of faults, operator actions and strategy actions."""
-    return _draw_schedule(_HypothesisDraw(draw), max_steps)
+def simulation_schedules(draw: st.DrawFn, max_steps: int = 12,
+                         strategy_actions: bool = True) -> tuple[SimStep, ...]:
+    """Hypothesis strategy: schedules of faults, operator actions and (unless
+    ``strategy_actions=False``) the built-in strategy's trading."""
+    return _draw_schedule(_HypothesisDraw(draw), max_steps, strategy_actions)
