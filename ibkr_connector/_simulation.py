@@ -73,7 +73,7 @@ Strategy = Callable[["World"], Awaitable[None]]
 Check = Callable[["World"], None]
 
 
-class SimulationFailure(AssertionError):
+class SimulationFailure(IBKRError, AssertionError):
     """A promise broke in a simulated run; the message says which and how to replay it."""
 
 

@@ -17,6 +17,7 @@ _INTERNAL = {
     "ibkr_connector._settings.Invalid",  # turned into ConfigError naming the setting
     "ibkr_connector.protocol._reader.FrameTooLong",  # ends the read loop, never escapes
     "ibkr_connector.demo._BadTick",  # the demo's toy actor crashes on purpose
+    "ibkr_connector._simulation.InjectedCrash",  # a simulated bug: crashes its actor
 }
 
 
