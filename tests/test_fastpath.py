@@ -236,3 +236,16 @@ def test_an_impossible_frame_length_is_reported_as_ibapi_reports_it() -> None:
     assert isinstance(error, ev.TwsError)
     assert (error.code, error.message) == (507, f"Bad message length:{MAX_MSG_LEN + 1}")
     assert isinstance(stopped, ev.ReaderStopped)
+
+
+def test_a_tick_size_of_tick_type_not_set_makes_no_event() -> None:
+    """ibapi 10.50's TickTypeEnum.NOT_SET is 111 (its last member), not -1: a TICK_SIZE of
+    that type makes no callback (found by the hypothesis test above)."""
+    from ibapi.ticktype import TickTypeEnum
+
+    from ibkr_connector.protocol import fastpath
+
+    assert TickTypeEnum.NOT_SET == 111
+    # Fields as the reader splits a frame: the terminating NUL leaves an empty last one.
+    assert fastpath._tick_size([b"2", b"6", b"0", b"111", b"", b""]) is None
+    assert fastpath._tick_size([b"2", b"6", b"0", b"0", b"5", b""]) is not None

@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 from ibapi.const import UNSET_DECIMAL
 from ibapi.server_versions import MIN_SERVER_VER_PRICE_BASED_VOLATILITY, MIN_SERVER_VER_PROTOBUF
+from ibapi.ticktype import TickTypeEnum
 
 from . import events as ev
 
@@ -122,6 +123,7 @@ _ts0, _ts1, _ts2 = slot_setters(_TickSize, "req_id", "tick_type", "size")
 _tx0, _tx1, _tx2 = slot_setters(_TickString, "req_id", "tick_type", "value")
 _tg0, _tg1, _tg2 = slot_setters(_TickGeneric, "req_id", "tick_type", "value")
 _sized = SIZE_TICK_OF_PRICE
+_NOT_SET = TickTypeEnum.NOT_SET
 
 # attrMask -> (canAutoExecute, pastLimit, preOpen), for the masks TWS sends.
 _MASKS = {str(m).encode(): (m & 1 != 0, m & 2 != 0, m & 4 != 0) for m in range(8)}
@@ -150,12 +152,13 @@ def _tick_price(f: list[bytes]) -> ev.TwsEvent | None:
 
 
 def _tick_size(f: list[bytes]) -> ev.TwsEvent | None:
-    # msgId, version, reqId, tickType, size; tick type -1 (NOT_SET) makes no callback
+    # msgId, version, reqId, tickType, size; tick type NOT_SET (111 in ibapi 10.50, its
+    # enum's last member, not -1) makes no callback
     if len(f) < 6:
         return None
     int(f[1] or 0)
     tick_type = int(f[3] or 0)
-    if tick_type == -1:
+    if tick_type == _NOT_SET:
         return None
     event = _new(_TickSize)
     _ts0(event, int(f[2] or 0))
