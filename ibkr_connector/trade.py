@@ -183,14 +183,21 @@ class Trade:
         """The commissions reported so far, over every fill."""
         return sum(f.commission for f in self.fills if f.commission is not None)
 
+    @property
+    def commissions_pending(self) -> bool:
+        """True while a fill still waits for its commission report (TWS sends it after the
+        execution, so often after the order is already Filled)."""
+        return any(f.commission is None for f in self.fills)
+
     async def updates(self) -> AsyncIterator[Trade]:
-        """Yield this trade after every change (conflated); ends after its last change.
+        """Yield this trade after every change (conflated); ends after its last change:
+        once the order is done and every fill has its commission.
 
         A checkpoint per iteration; cancelling the loop loses nothing (``log`` and
         ``fills`` keep every step)."""
         seen = self._version
         while True:
-            if self._version == seen and self.is_done:
+            if self._version == seen and self.is_done and not self.commissions_pending:
                 return
             while self._version == seen:
                 await self._changed.wait()

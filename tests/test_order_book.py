@@ -6,6 +6,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+import trio
+import trio.testing
 from ibapi.contract import ComboLeg, Contract
 from ibapi.execution import Execution
 from ibapi.order import Order
@@ -202,3 +204,27 @@ def test_a_completed_order_ends_a_live_one_but_never_fills_it() -> None:
     assert trade.status is TradeStatus.SUBMITTED  # quantities come with the executions
     book.on_completed_order(77, "Cancelled", 3.0)
     assert trade.status is TradeStatus.CANCELLED
+
+
+
+async def test_updates_go_on_until_every_fill_has_its_commission(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    book, trade = book_with()
+    seen: list[tuple[str, float]] = []
+
+    async def watch() -> None:
+        async for t in trade.updates():
+            seen.append((t.status.value, t.commission))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        await trio.testing.wait_all_tasks_blocked()
+        book.on_execution(execution("e1", shares=10), 0.0)
+        book.on_status(ev.OrderStatus(5, "Filled", Decimal(10), Decimal(0), 100.0, 1, 0,
+                                      100.0, ME, "", 0.0), 0.0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert trade.is_done and trade.commissions_pending
+        book.on_commission("e1", 1.0)  # after the Filled status, as TWS sends it
+    assert seen[-1] == ("Filled", 1.0)
+    assert not trade.commissions_pending
