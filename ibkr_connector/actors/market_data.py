@@ -380,6 +380,10 @@ class MarketDataActor:
             self.link_up = True
             if event.data_lost:
                 self._forget_all("TWS lost its market data (1101)")
+                # Not only on the watchdog's RestoreRequested: a watchdog stopped over the
+                # 1101 never sends it (found by the simulation). A second restore asks
+                # for nothing: the lines are asked already.
+                self._nursery.start_soon(self.restore)
         elif isinstance(event, RestoreRequested):
             self._nursery.start_soon(self.restore)
 
