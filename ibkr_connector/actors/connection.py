@@ -49,6 +49,7 @@ from ..protocol.farms import FarmState
 from ..protocol.requests import Request
 from ..supervisor import NOREPLY, Envelope, Mailbox, serve
 from .connection_codes import react_to_error
+from .connection_machine import ConnectionMachine, SessionEnd, Writable
 from .connection_messages import (
     Abandon,
     ClientIdInUse,
@@ -114,7 +115,7 @@ class ConnectionActor:
         self.transport = transport  # how each attempt reaches TWS (tests may swap it)
         self.emit = emit
         self.memory = memory if memory is not None else ConnectionMemory(config.client_id)
-        self.state = ConnectionState.DISCONNECTED
+        self.machine = ConnectionMachine(self.memory)  # the states, sans-IO
         self.session: TwsSession | None = None
         self.next_order_id: int | None = None
         self.accounts: tuple[str, ...] = ()
@@ -126,6 +127,10 @@ class ConnectionActor:
         self._handshake: Handshake | None = None
         self._attempt: Attempt | None = None
         self._nursery: trio.Nursery | None = None
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.machine.state
 
     @property
     def wanted(self) -> bool:
@@ -163,7 +168,7 @@ class ConnectionActor:
         if session is not None:
             with trio.CancelScope(shield=True):
                 await session.close()
-        self.state = ConnectionState.DISCONNECTED
+        self.machine.dropped()
         if was_up:
             self.emit(ConnectionLost("connection actor stopped", requested=not self.memory.wanted))
 
@@ -171,11 +176,11 @@ class ConnectionActor:
 
     def is_connected(self) -> bool:
         """Requests can go out now (not while connecting, nor during 1100's link-down)."""
-        return self.state is ConnectionState.CONNECTED
+        return self.machine.writable() is Writable.ALLOWED
 
     def session_up(self) -> bool:
         """The socket is up and TWS accepted us, whether or not TWS has its link to IB."""
-        return self.state in (ConnectionState.CONNECTED, ConnectionState.LINK_DOWN)
+        return self.machine.session_up()
 
     def start_connecting(self) -> Attempt:
         """The running attempt, or a new one started in the actor's nursery."""
@@ -220,21 +225,17 @@ class ConnectionActor:
                 await self._connect_once()
                 return self.status()
             except ClientIdInUse:
-                if attempt + 1 == attempts:
-                    # Trying the same id again can only be refused again: stop wanting
-                    # the connection, so the watchdog does not loop on it.
-                    self.memory.wanted = False
+                if not self.machine.client_id_refused(attempts - attempt - 1):
                     log.error("client id %d is in use and no retry is left "
                               "(client_id_retries=%d): not connecting until asked again",
                               self.memory.client_id, self.config.client_id_retries)
                     raise
-                self.memory.client_id += 1
                 log.warning("client id in use; trying client id %d", self.memory.client_id)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _connect_once(self) -> None:
         cfg = self.config
-        self.state = ConnectionState.CONNECTING
+        self.machine.attempt_started()
         session = self.transport()
         handshake = Handshake()
         self.session, self._handshake = session, handshake
@@ -275,7 +276,7 @@ class ConnectionActor:
 
     def _established(self, session: TwsSession, handshake: Handshake) -> None:
         assert handshake.next_order_id is not None and handshake.accounts is not None
-        self.state = ConnectionState.CONNECTED
+        recovered = self.machine.established()
         self.next_order_id = handshake.next_order_id
         self.accounts = handshake.accounts
         self.connected_since = trio.current_time()
@@ -286,13 +287,11 @@ class ConnectionActor:
             next_order_id=handshake.next_order_id,
             connection_time=session.connection_time or "",
         )
-        if self.memory.ever_connected:
-            self.memory.reconnects += 1
+        if recovered:
             log.info("reconnected to TWS (server version %s, reconnect #%d)",
                      fields["server_version"], self.memory.reconnects)
             self.emit(ConnectionRecovered(reconnects=self.memory.reconnects, **fields))  # type: ignore[arg-type]
         else:
-            self.memory.ever_connected = True
             log.info("connected to TWS (server version %s, %d account(s))",
                      fields["server_version"], len(handshake.accounts))
             self.emit(ConnectionEstablished(**fields))  # type: ignore[arg-type]
@@ -319,7 +318,7 @@ class ConnectionActor:
     async def send(self, request: Request) -> None:
         session = self.session
         if session is None or not self.is_connected():
-            if self.state is ConnectionState.LINK_DOWN:
+            if self.machine.writable() is Writable.LINK_DOWN:
                 raise LinkDown("TWS has lost its link to IB (1100); waiting for 1101/1102")
             raise NotConnected(f"not connected to TWS ({self.state.value})")
         try:
@@ -406,13 +405,13 @@ class ConnectionActor:
         # Still starting up: connect() has not declared the session established, even if
         # nextValidId and the accounts are in (they may share a batch with the fatal frame,
         # all processed before connect() resumes). Fail the start-up, however far it got.
-        starting = session is self.session and self.state is ConnectionState.CONNECTING
-        if starting or not handshake.done.is_set():
+        end = self.machine.session_ended(current=session is self.session,
+                                         handshake_done=handshake.done.is_set())
+        if end is SessionEnd.FAIL_STARTUP:
             handshake.fail(ConnectFailed(
                 f"TWS at {self.config.host}:{self.config.port} closed the connection during "
                 f"start-up ({reason})"), rank=Handshake.CLOSED)
-            return
-        if session is self.session and self.session_up():
+        elif end is SessionEnd.LOST:
             await self.lost(session, reason)
 
     async def lost(self, session: TwsSession, reason: str) -> None:
@@ -428,7 +427,7 @@ class ConnectionActor:
     async def _drop(self, session: TwsSession) -> None:
         if self.session is session:
             self.session = None
-            self.state = ConnectionState.DISCONNECTED
+            self.machine.dropped()
             self.connected_since = None
             self.metrics.session_dropped()
             self.farms, self.upstream_degraded = {}, False

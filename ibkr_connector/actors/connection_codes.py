@@ -22,9 +22,9 @@ from ..protocol import codes
 from ..protocol import events as ev
 from ..protocol.client import ConnectFailed, TwsSession
 from ..protocol.farms import FarmState, farm_status, with_farm_status
+from .connection_machine import SessionEnd
 from .connection_messages import (
     ClientIdInUse,
-    ConnectionState,
     ErrorOccurred,
     LinkLost,
     LinkRestored,
@@ -83,13 +83,14 @@ def _socket_gone(actor: ConnectionActor, session: TwsSession, handshake: Handsha
     # lost inbound message, a half-written request) end the session alike: during
     # start-up the attempt fails, afterwards we drop the socket ourselves and the watchdog
     # reconnects (and every actor restores, orders reconcile).
-    starting = _current(actor, session) and actor.state is ConnectionState.CONNECTING
-    if starting or not handshake.done.is_set():
+    end = actor.machine.session_ended(current=_current(actor, session),
+                                      handshake_done=handshake.done.is_set())
+    if end is SessionEnd.FAIL_STARTUP:
         cfg = actor.config
         handshake.fail(ConnectFailed(
             f"cannot connect to TWS at {cfg.host}:{cfg.port}: {describe(info)}"),
             rank=Handshake.TWS_ERROR)
-    elif _current(actor, session) and actor.session_up():
+    elif end is SessionEnd.LOST:
         actor.nursery.start_soon(actor.lost, session, f"TWS error {describe(info)}")
 
 
@@ -97,16 +98,14 @@ def _link_lost(actor: ConnectionActor, session: TwsSession, handshake: Handshake
                error: ev.TwsError, info: codes.CodeInfo) -> None:
     # 1100: keep the socket (a new one reaches the same cut-off TWS), refuse sends until
     # 1101/1102 (`LinkDown`, which the limiter treats as not connected and re-queues).
-    if _current(actor, session) and actor.state is ConnectionState.CONNECTED:
-        actor.state = ConnectionState.LINK_DOWN
+    if actor.machine.link_lost(current=_current(actor, session)):
         actor.emit(LinkLost(info.meaning))
 
 
 def _link_restored(actor: ConnectionActor, session: TwsSession, handshake: Handshake,
                    error: ev.TwsError, info: codes.CodeInfo) -> None:
-    if not (_current(actor, session) and actor.session_up()):
+    if not actor.machine.link_restored(current=_current(actor, session)):
         return
-    actor.state = ConnectionState.CONNECTED
     actor.upstream_degraded = False
     actor.emit(LinkRestored(info.strategy is S.RESTORE_SUBSCRIPTIONS, info.meaning))
 
