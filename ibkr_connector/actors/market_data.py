@@ -379,11 +379,12 @@ class MarketDataActor:
         elif isinstance(event, LinkRestored):
             self.link_up = True
             if event.data_lost:
+                asked = [line.req_id for line in self.memory.lines if line.req_id is not None]
                 self._forget_all("TWS lost its market data (1101)")
                 # Not only on the watchdog's RestoreRequested: a watchdog stopped over the
                 # 1101 never sends it (found by the simulation). A second restore asks
                 # for nothing: the lines are asked already.
-                self._nursery.start_soon(self.restore)
+                self._nursery.start_soon(self._cancel_then_restore, asked)
         elif isinstance(event, RestoreRequested):
             self._nursery.start_soon(self.restore)
 
@@ -472,6 +473,18 @@ class MarketDataActor:
             if ticker.state in (TickerState.STREAMING, TickerState.PENDING):
                 ticker._set_state(TickerState.STALE, reason, now)
                 self.bus.publish(TickerStale(line.key, reason))
+
+    async def _cancel_then_restore(self, asked: list[int]) -> None:
+        """After 1101: cancel the ids the lines had, then ask anew. The socket stayed, and
+        a request written just before the 1101 reached us may have reached TWS after its
+        loss, so its line is live there (found by the simulation); a cancel of an id TWS
+        no longer has is answered with 300, which changes nothing."""
+        for req_id in asked:
+            try:
+                await self._submit_for_session(CancelMktData(req_id))
+            except IBKRError:
+                pass
+        await self.restore()
 
     async def restore(self) -> None:
         """Ask again for every line TWS no longer has (new ids), through the limiter."""
