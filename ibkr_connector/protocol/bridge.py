@@ -42,7 +42,32 @@ import trio
 from ibapi.wrapper import EWrapper
 
 from . import events as ev
-from .fastpath import SIZE_TICK_OF_PRICE, opt_delta, opt_value, slot_setters
+from .fastpath import (  # the hot events' slot setters: one definition for both decoders
+    _new,
+    _sized,
+    _tg0,
+    _tg1,
+    _tg2,
+    _TickGeneric,
+    _TickPrice,
+    _TickSize,
+    _TickString,
+    _tp0,
+    _tp1,
+    _tp2,
+    _tp3,
+    _tp4,
+    _tp5,
+    _tp6,
+    _ts0,
+    _ts1,
+    _ts2,
+    _tx0,
+    _tx1,
+    _tx2,
+    opt_delta,
+    opt_value,
+)
 
 __all__ = ["EventBridge"]
 
@@ -52,19 +77,6 @@ _DEFAULT_LINGER = 0.001
 _QUICK_WAKEUP = 200e-6
 _QUICK_STREAK = 8
 
-# Hot tick events are built through their slot setters (see `fastpath.slot_setters`).
-_new = object.__new__
-_TickPrice, _TickSize, _TickString, _TickGeneric = (
-    ev.TickPrice, ev.TickSize, ev.TickString, ev.TickGeneric
-)
-_tp0, _tp1, _tp2, _tp3, _tp4, _tp5, _tp6 = slot_setters(
-    _TickPrice, "req_id", "tick_type", "price", "can_auto_execute", "past_limit", "pre_open",
-    "size",
-)
-_ts0, _ts1, _ts2 = slot_setters(_TickSize, "req_id", "tick_type", "size")
-_tx0, _tx1, _tx2 = slot_setters(_TickString, "req_id", "tick_type", "value")
-_tg0, _tg1, _tg2 = slot_setters(_TickGeneric, "req_id", "tick_type", "value")
-_sized = SIZE_TICK_OF_PRICE
 
 
 class EventBridge(EWrapper):  # type: ignore[misc]
