@@ -350,10 +350,20 @@ def _check_settled(world: World, positions: dict[int, Decimal],
     _check_step(world)
     tws = world.tws
     _fail(_lines_match(world), "live subscriptions differ from the desired ones")
-    intents = {r.fields["order_id"] for r in read_audit_records(world.audit_path)
-               if r.kind == "order_intent"}
+    records = list(read_audit_records(world.audit_path))
+    intents = {r.fields["order_id"] for r in records if r.kind == "order_intent"}
     unaudited = set(_placements(world)) - intents
     _fail(not unaudited, f"orders {sorted(unaudited)} reached TWS without an audited intent")
+    # A submit that raised did not happen: a first placement whose submit was abandoned
+    # (the caller gave up, or the limiter was down) or refused never reached TWS.
+    first_placements = {r.seq: r.fields["order_id"] for r in records
+                        if r.kind == "order_intent" and not r.fields.get("modify")}
+    gave_up = {first_placements[r.fields["intent_seq"]] for r in records
+               if r.kind == "order_outcome" and r.fields["intent_seq"] in first_placements
+               and r.fields["outcome"] in ("abandoned", "refused")}
+    sent_anyway = gave_up & set(_placements(world))
+    _fail(not sent_anyway, f"orders {sorted(sent_anyway)} reached TWS after their submit "
+                           "raised (abandoned or refused)")
     for trade in world.trades:
         view = tws.orders.order(trade.client_id, trade.order_id)
         if view is None:
