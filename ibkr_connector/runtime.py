@@ -93,6 +93,7 @@ from .actors.market_data_messages import (
 from .actors.order_ids import AllocateOrderIds, OrderIdBook, run_order_ids
 from .actors.orders import ORDER_PEERS, OrdersMemory, run_orders
 from .actors.pacing import PacingGovernor
+from .actors.ticket import Ticket
 from .actors.watchdog import GetWatchdogStatus, KeepConnected, WatchdogStatus, run_watchdog
 from .config import IBKRConfig
 from .contracts import Index, Stock, describe, normalise_right
@@ -386,13 +387,47 @@ class Runtime:
     #
     # Each order call goes to the orders actor, which bounds every wait inside it (contract
     # details, ids, the audit, the limiter) by ``request_timeout``; the call here waits
-    # for all of that. Cancelled before the limiter claimed the order for the wire, nothing
-    # is sent; once claimed, the order goes out even if the caller stopped waiting, and
-    # the Trade is in `trades()`. A placement that returned is written (or ``Unknown``,
-    # if its write broke off: reconciliation settles it, it is never re-sent).
+    # for all of that. A placement carries the caller's claim ticket down to the limiter:
+    # cancelled (or timed out) before the limiter claimed the order for the wire, nothing
+    # is sent and the call raises; once claimed, the call waits for the write's outcome and
+    # returns the Trade, whatever happened to the caller's scope (the cancellation then
+    # takes effect at its next checkpoint). So a placement that raised did not reach the
+    # wire, and one that returned is written (or ``Unknown``, if its write broke off:
+    # reconciliation settles it, it is never re-sent).
 
     def _order_call_timeout(self) -> float:
         return 4 * self.config.request_timeout + self._call_timeout()
+
+    async def _place(self, message: om.Place | om.PlaceVerticalSpread) -> Trade:
+        """Run a placement with its ticket: see the comment above `_order_call_timeout`."""
+        ticket = message.ticket
+        assert ticket is not None
+        answer: list[object] = []
+        answered = trio.Event()
+
+        async def call() -> None:
+            try:
+                answer.append(await self._order_call(message))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller below
+                answer.append(exc)
+            finally:
+                ticket.close()  # unclaimed by now means never claimed
+                answered.set()
+
+        # A system task, not a child: once the order is claimed this call must report its
+        # outcome, and leaving a nursery would be a checkpoint where the caller's
+        # cancellation could still escape. It ends within the order call's own timeout.
+        trio.lowlevel.spawn_system_task(call)
+        # Cancellable only while nothing claimed the order; abandons it if cancelled (the
+        # orders actor then records the placement abandoned, never sent).
+        await ticket.settled()
+        with trio.CancelScope(shield=True):
+            await answered.wait()
+        result = answer[0]
+        if isinstance(result, BaseException):
+            raise result
+        assert isinstance(result, Trade)
+        return result
 
     async def _order_call(self, message: object) -> Any:
         return await self._orders_memory.address.call(message,
@@ -404,9 +439,7 @@ class Runtime:
         up first, so an unknown one is `UnknownContract` and a price off its tick
         `InvalidOrder`, before the wire). The order id is the runtime's: ``order.orderId``
         is set. Returns the live `Trade` once the order is written."""
-        trade = await self._order_call(om.Place(contract, order))
-        assert isinstance(trade, Trade)
-        return trade
+        return await self._place(om.Place(contract, order, ticket=Ticket()))
 
     @_ibkr_errors
     async def place_vertical_spread(
@@ -418,11 +451,9 @@ class Runtime:
         expiry and right) as one combo order of ``quantity`` spreads; ``limit_price`` is
         the net per spread. Bad input is `InvalidOrder` / `UnknownContract` before the
         wire. Returns the live `Trade` (its ``legs`` name both options)."""
-        trade = await self._order_call(om.PlaceVerticalSpread(
+        return await self._place(om.PlaceVerticalSpread(
             symbol, expiry, right, long_strike, short_strike, quantity, order_type,
-            limit_price, tif, exchange, currency))
-        assert isinstance(trade, Trade)
-        return trade
+            limit_price, tif, exchange, currency, ticket=Ticket()))
 
     @_ibkr_errors
     async def modify(self, trade: Trade, *, limit_price: float | None = None,

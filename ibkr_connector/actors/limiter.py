@@ -62,7 +62,7 @@ from .connection_messages import (
     Send,
 )
 from .outbound import LimiterStats, OutboundQueue, Pending
-from .ticket import Ticket, TicketState
+from .ticket import RequestAbandoned, Ticket, TicketState
 
 __all__ = [
     "DeliveryUnknown",
@@ -91,10 +91,6 @@ class DeliveryUnknown(IBKRError, RuntimeError):
 
     Orders are never re-sent blindly: the order book reconciles with TWS instead.
     """
-
-
-class RequestAbandoned(IBKRError, RuntimeError):
-    """The caller stopped waiting before the request was sent, so it was not sent."""
 
 
 class UnauditedOrder(IBKRError, RuntimeError):
@@ -135,7 +131,8 @@ class RequestFailed:
 
 
 async def submit_through(
-    limiter: Address, request: Request, audit_seq: int | None, timeout: float  # noqa: ASYNC109
+    limiter: Address, request: Request, audit_seq: int | None, timeout: float,  # noqa: ASYNC109
+    ticket: Ticket | None = None,
 ) -> None:
     """Hand *request* to the limiter and return once it is written; the caller's side of
     the atomic hand-off.
@@ -162,7 +159,9 @@ async def submit_through(
     reconnect, and its deadline applies again meanwhile: if that deadline expires, the
     broken write may still have reached TWS. Only orders are reported as `DeliveryUnknown`.
     """
-    ticket = Ticket()
+    # A ticket handed in belongs to an end caller further up (see `Ticket.settled`), who may
+    # abandon it while it is pending: then `outcome` raises RequestAbandoned.
+    ticket = ticket if ticket is not None else Ticket()
     with trio.move_on_after(timeout):
         await limiter.cast(Submit(request, audit_seq, ticket))
         await ticket.outcome()

@@ -19,13 +19,11 @@ from ..supervisor import NOREPLY, Envelope, Handler, SupervisorError
 
 __all__ = ["run_in_task"]
 
-_ABANDON_POLL = 0.05
-
 
 async def _cancel_when_abandoned(envelope: Envelope, scope: trio.CancelScope) -> None:
-    while not envelope.abandoned:  # noqa: ASYNC110 - the reply slot offers no event to wait on
-        await trio.sleep(_ABANDON_POLL)
-    scope.cancel()
+    await envelope.wait_settled()
+    if envelope.abandoned:
+        scope.cancel()
 
 
 def run_in_task(nursery: trio.Nursery, work: Callable[[Any], Awaitable[object]]) -> Handler:

@@ -73,6 +73,7 @@ from .orders_messages import (
     Reconcile,
     WhatIf,
 )
+from .ticket import RequestAbandoned, Ticket
 from .vertical_spread import check_order
 from .watchdog import RestoreRequested
 from .what_if import PendingWhatIf
@@ -142,7 +143,7 @@ class OrdersActor:
             if resolved.tick is not None:
                 self.memory.ticks[order_id] = resolved.tick
             self.book.add(trade, trio.current_time())
-            await self._submit(request, seq, trade)
+            await self._submit(request, seq, trade, target.ticket)
         return trade
 
     async def _intent(self, contract: Contract, order: Order,
@@ -155,14 +156,14 @@ class OrdersActor:
         return ids.start, record.seq, request
 
     async def _submit(self, request: PlaceOrder | CancelOrder, seq: int,
-                      trade: Trade | None) -> None:
+                      trade: Trade | None, ticket: Ticket | None = None) -> None:
         """Through the limiter; the outcome is audited whatever it is. A DeliveryUnknown
         for a placement is not raised: the trade says ``Unknown`` and reconciliation ends
         it. Every other failure is raised (and means: never written)."""
         now = trio.current_time
         outcome = OrderOutcome.REFUSED
         try:
-            await submit_through(self.limiter, request, seq, self.timeout)
+            await submit_through(self.limiter, request, seq, self.timeout, ticket)
             outcome = OrderOutcome.WRITTEN
         except DeliveryUnknown:
             outcome = OrderOutcome.DELIVERY_UNKNOWN
@@ -171,7 +172,7 @@ class OrdersActor:
             if trade.status is TradeStatus.PENDING_SUBMIT:
                 self.publish(self.book.delivery_unknown(trade, now()))
         except (trio.Cancelled, SupervisorError, IBKRError) as exc:
-            if isinstance(exc, trio.Cancelled | SupervisorError):
+            if isinstance(exc, trio.Cancelled | SupervisorError | RequestAbandoned):
                 outcome = OrderOutcome.ABANDONED
             if trade is not None and isinstance(request, PlaceOrder):
                 self.publish(self.book.not_sent(trade, now(), type(exc).__name__))

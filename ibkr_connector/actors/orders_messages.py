@@ -17,6 +17,7 @@ from ibapi.order import Order
 
 from .._errors import IBKRError
 from ..trade import Trade
+from .ticket import Ticket
 
 __all__ = [
     "Cancel",
@@ -83,6 +84,9 @@ class Place:
 
     contract: Contract = attrs.field(eq=False)
     order: Order = attrs.field(eq=False)
+    #: The end caller's claim ticket (see `Ticket.settled`): ``Runtime.place_order`` passes
+    #: one so that a call that raised never reached the wire.
+    ticket: Ticket | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
@@ -101,6 +105,7 @@ class PlaceVerticalSpread:
     tif: str = "DAY"
     exchange: str = "SMART"
     currency: str = "USD"
+    ticket: Ticket | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen

@@ -29,7 +29,13 @@ import enum
 import trio
 import trio.lowlevel
 
-__all__ = ["Ticket", "TicketState"]
+from .._errors import IBKRError
+
+__all__ = ["RequestAbandoned", "Ticket", "TicketState"]
+
+
+class RequestAbandoned(IBKRError, RuntimeError):
+    """The caller stopped waiting before the request was sent, so it was not sent."""
 
 
 class TicketState(enum.Enum):
@@ -40,14 +46,23 @@ class TicketState(enum.Enum):
 
 
 class Ticket:
-    """One submitted request's state, shared by its one waiting caller and the writer."""
+    """One submitted request's state, shared by its one waiting caller and the writer.
 
-    __slots__ = ("_state", "_error", "_waiter")
+    When a request travels through an actor on its way to the limiter (an order placed
+    through the orders actor), the *end* caller holds the ticket too and waits with
+    `settled`: it may give up while the ticket is PENDING (abandoning it: the actor's own
+    wait then raises `RequestAbandoned`), and once the ticket is claimed its wait runs to
+    the outcome whatever happens to its scope. So "a call that raised did not reach the
+    wire" holds end to end, not only at the limiter's door.
+    """
+
+    __slots__ = ("_state", "_error", "_waiter", "_observer")
 
     def __init__(self) -> None:
         self._state = TicketState.PENDING
         self._error: BaseException | None = None
         self._waiter: trio.lowlevel.Task | None = None
+        self._observer: trio.lowlevel.Task | None = None
 
     def __repr__(self) -> str:
         return f"<Ticket {self._state.value}>"
@@ -91,11 +106,42 @@ class Ticket:
     # -- the caller's side -------------------------------------------------------------------
 
     def abandon(self) -> bool:
-        """Give up unless already claimed or done; True if the request will never be written."""
+        """Give up unless already claimed or done; True if the request will never be written.
+
+        Whoever else waits on the ticket is woken: an `outcome` waiter raises
+        `RequestAbandoned`, a `settled` waiter returns."""
         if self._state is TicketState.PENDING:
             self._state = TicketState.ABANDONED
+            self._error = RequestAbandoned("the request's caller gave up before it was "
+                                           "claimed for the wire; it was not sent")
+            self._wake()
             return True
         return self._state is TicketState.ABANDONED
+
+    def close(self) -> None:
+        """The call that carried this ticket is over: if nothing claimed it, nothing will."""
+        self.abandon()
+
+    async def settled(self) -> None:
+        """The end caller's wait: return once the outcome is known (DONE) or the ticket was
+        abandoned or closed. Cancellation is honoured only while the ticket is PENDING, and
+        abandons it; once claimed, this waits for the outcome. A checkpoint unless the
+        ticket is already settled."""
+        if self._observer is not None:
+            raise RuntimeError("a ticket has one settled() waiter")
+        # No separate checkpoint first: a cancellation already pending must go through the
+        # abort below, which abandons the ticket (raising Cancelled without abandoning
+        # would let the request go out after its caller raised).
+        while self._state in (TicketState.PENDING, TicketState.CLAIMED):
+            self._observer = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._observer_abort)
+
+    def _observer_abort(self, _raise_cancel: object) -> trio.lowlevel.Abort:
+        if self._state is TicketState.PENDING:
+            self._observer = None
+            self.abandon()
+            return trio.lowlevel.Abort.SUCCEEDED
+        return trio.lowlevel.Abort.FAILED  # claimed: the outcome will wake us
 
     async def outcome(self) -> None:
         """Wait for the outcome: return once written, raise the error it failed with.
@@ -111,15 +157,18 @@ class Ticket:
             await trio.lowlevel.cancel_shielded_checkpoint()
         while self._state is not TicketState.DONE:
             if self._state is TicketState.ABANDONED:
-                raise RuntimeError("this ticket was abandoned; it has no outcome")
+                # Its end caller gave up (see `settled`) before the limiter claimed it.
+                await trio.lowlevel.checkpoint()
+                raise self._error or RequestAbandoned("the request was abandoned")
             self._waiter = trio.lowlevel.current_task()
             await trio.lowlevel.wait_task_rescheduled(self._abort)
         if self._error is not None:
             raise self._error
 
     def _abort(self, _raise_cancel: object) -> trio.lowlevel.Abort:
-        if self.abandon():
-            self._waiter = None
+        if self._state is TicketState.PENDING:
+            self._waiter = None  # not woken by its own abandonment
+            self.abandon()
             return trio.lowlevel.Abort.SUCCEEDED
         return trio.lowlevel.Abort.FAILED  # claimed: the writer will wake us with the outcome
 
@@ -127,3 +176,6 @@ class Ticket:
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
             trio.lowlevel.reschedule(waiter)
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            trio.lowlevel.reschedule(observer)

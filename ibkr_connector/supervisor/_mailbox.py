@@ -85,6 +85,15 @@ class Envelope:
         """
         return self._slot is not None and self._slot.state is _SlotState.SETTLED
 
+    async def wait_settled(self) -> None:
+        """Wait until the call is answered or nobody waits for its answer any more (see
+        `abandoned`). Returns at once for a cast. Work done for a caller can watch this
+        to stop as soon as the caller gives up, without polling."""
+        if self._slot is None:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._slot.event.wait()
+
     def reply(self, value: object = None) -> None:
         """Answer the call: the caller's ``call`` returns ``value``."""
         if self._slot is not None:

@@ -316,3 +316,22 @@ async def test_one_registry_cannot_serve_two_running_trees_with_one_name(
                 SupervisorSpec("root2", (ChildSpec("a", Probe().echo("a")),)), registry=registry
             ):
                 pass
+
+
+async def test_wait_settled_returns_when_the_caller_gives_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    settled_at: list[float] = []
+
+    async def holder(mailbox: Mailbox, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        async for envelope in mailbox:
+            await envelope.wait_settled()  # nobody answers: only the caller can settle it
+            settled_at.append(trio.current_time())
+            assert envelope.abandoned
+
+    async with open_supervisor(SupervisorSpec("root", (ChildSpec("h", holder),))) as sup:
+        with pytest.raises(CallTimeout):
+            await sup.address("h").call("work", timeout=3.0)
+        await trio.testing.wait_all_tasks_blocked()
+    assert settled_at == [pytest.approx(3.0)]
