@@ -13,9 +13,11 @@ from .ibclient import RecordingWrapper
 Call = tuple[str, tuple[Any, ...]]
 
 
-def decode(data: bytes, server_version: int) -> list[Call]:
-    """The wrapper callbacks ``data`` (one or more whole frames) produces, in order."""
-    wrapper = RecordingWrapper()
+def decode(data: bytes, server_version: int,
+           wrapper: RecordingWrapper | None = None) -> list[Call]:
+    """The wrapper callbacks ``data`` (one or more whole frames) produces, in order.
+    ``wrapper``: a RecordingWrapper that records more callbacks (default: the plain one)."""
+    wrapper = wrapper if wrapper is not None else RecordingWrapper()
     decoder = Decoder(wrapper, server_version)
     while data:
         size, text, data = comm.read_msg(data)

@@ -7,14 +7,11 @@ data type, tick-by-tick) so tests can read what the simulator's frames decode to
 
 from __future__ import annotations
 
-import queue
 from typing import Any
 
-from ibapi import comm
 from ibapi.client import EClient
-from ibapi.decoder import Decoder
 
-from .decoding import Call
+from .decoding import Call, decode
 from .ibclient import IbTestClient, RecordingWrapper
 
 
@@ -70,16 +67,4 @@ def market_client() -> IbTestClient:
 
 def decode_market(data: bytes, server_version: int) -> list[Call]:
     """Like ``decoding.decode``, with the market-data callbacks recorded."""
-    wrapper = MarketWrapper()
-    decoder = Decoder(wrapper, server_version)
-    while data:
-        _, text, data = comm.read_msg(data)
-        assert text, "incomplete frame"
-        cut = text.index(b"\0")
-        decoder.interpret(comm.read_fields(text[cut + 1:]), int(text[:cut]))
-    calls = []
-    while True:
-        try:
-            calls.append(wrapper.events.get_nowait())
-        except queue.Empty:
-            return calls
+    return decode(data, server_version, MarketWrapper())
