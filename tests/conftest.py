@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 import trio.testing
+from helpers import SLOW_ORDER_WRITE
 
 from ibkr_connector.simulator import SimulatorConfig, TwsSimulator, open_simulator
 from ibkr_connector.testing import tws_simulator  # noqa: F401 - the fixture users get too
@@ -38,3 +39,19 @@ async def quiet_sim() -> AsyncIterator[TwsSimulator]:
     virtual timeouts (a hanging handshake, a held request) use this one."""
     async with open_simulator(SimulatorConfig(market_tick_interval=3600.0)) as simulator:
         yield simulator
+
+
+@pytest.fixture
+def slow_order_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every order takes SLOW_ORDER_WRITE virtual seconds to write (a full socket buffer)."""
+    from ibkr_connector.protocol.client import TwsSession
+    from ibkr_connector.protocol.requests import PlaceOrder, Request
+
+    real_send = TwsSession.send
+
+    async def slow_send(self: TwsSession, request: Request) -> None:
+        if isinstance(request, PlaceOrder):
+            await trio.sleep(SLOW_ORDER_WRITE)
+        await real_send(self, request)
+
+    monkeypatch.setattr(TwsSession, "send", slow_send)

@@ -12,6 +12,9 @@ from ibkr_connector.protocol.client import session_threads as our_threads  # noq
 
 T = TypeVar("T")
 
+#: How long an order takes to write under the `slow_order_writes` fixture (virtual s).
+SLOW_ORDER_WRITE = 3.0
+
 
 class Recorder:
     """An `emit` callable that keeps every event and lets a test wait for one."""

@@ -10,33 +10,19 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 import trio
 import trio.testing
+from helpers import SLOW_ORDER_WRITE
 from ibapi.order import Order
 
 from ibkr_connector.actors.audit import read_audit_records
 from ibkr_connector.config import IBKRConfig, WatchdogConfig
 from ibkr_connector.contracts import Stock
-from ibkr_connector.protocol.client import TwsSession
-from ibkr_connector.protocol.requests import PlaceOrder, Request
 from ibkr_connector.runtime import open_runtime
 from ibkr_connector.simulator import TwsSimulator
 from ibkr_connector.trade import Trade
 
-WRITE_TIME = 3.0  # virtual seconds one order takes to write (a full socket buffer)
-
-
-@pytest.fixture
-def slow_order_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_send = TwsSession.send
-
-    async def slow_send(self: TwsSession, request: Request) -> None:
-        if isinstance(request, PlaceOrder):
-            await trio.sleep(WRITE_TIME)
-        await real_send(self, request)
-
-    monkeypatch.setattr(TwsSession, "send", slow_send)
+WRITE_TIME = SLOW_ORDER_WRITE  # how long writing one order takes (conftest)
 
 
 def _order() -> Order:

@@ -14,19 +14,19 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from helpers import SLOW_ORDER_WRITE
 from ibapi.contract import Contract
 from ibapi.order import Order
 
 from ibkr_connector.actors.ticket import Ticket, TicketState
 from ibkr_connector.config import IBKRConfig, WatchdogConfig
-from ibkr_connector.protocol.client import TwsSession
-from ibkr_connector.protocol.requests import PlaceOrder, Request
+from ibkr_connector.protocol.requests import PlaceOrder
 from ibkr_connector.runtime import open_runtime
 from ibkr_connector.simulator import TwsSimulator
 from ibkr_connector.supervisor import CallTimeout
 
 _PLACE_ORDER = 3  # ibapi.message.OUT.PLACE_ORDER
-WRITE_TIME = 3.0  # how long writing one order takes, in virtual seconds
+WRITE_TIME = SLOW_ORDER_WRITE  # how long writing one order takes (conftest)
 TIMEOUT = 5.0  # the runtime's request_timeout
 
 
@@ -43,19 +43,6 @@ def _order(order_id: int) -> PlaceOrder:
 
 def _placed(sim: TwsSimulator) -> set[int]:
     return {int(m.fields[0]) for m in sim.received if m.msg_id == _PLACE_ORDER}
-
-
-@pytest.fixture
-def slow_order_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every order takes WRITE_TIME to write (the socket's buffer full, say)."""
-    real_send = TwsSession.send
-
-    async def slow_send(self: TwsSession, request: Request) -> None:
-        if isinstance(request, PlaceOrder):
-            await trio.sleep(WRITE_TIME)
-        await real_send(self, request)
-
-    monkeypatch.setattr(TwsSession, "send", slow_send)
 
 
 def _config(sim: TwsSimulator) -> IBKRConfig:
