@@ -5,8 +5,9 @@ one socket), so every attempt gets a fresh `TwsSession`. The blocking inbound si
 one thread this module owns and joins (`_reader.SessionReader`: connect, the version
 handshake, then receive, frame, decode and post to the bridge); ibapi's own ``EReader``
 thread and ``EClient.run()`` loop are not used. Requests are still encoded by the EClient
-and written from a Trio worker thread. Nothing here blocks the Trio thread, and `close`
-does not return until the attempt's thread has ended.
+and written from the Trio thread as far as the socket takes them at once, the rest from a
+worker thread. Nothing here blocks the Trio thread, and `close` does not return until the
+attempt's thread has ended.
 
 Only the connection actor holds a `TwsSession`; that is what makes it the single writer.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -80,14 +82,25 @@ class _ObservedClient(EClient):  # type: ignore[misc]
     a moment before makes them report 504 to the wrapper and return, and
     ``Connection.sendMsg`` returns 0 without sending. Either way the request would be
     silently lost. Here every write goes through `_write`, which records the outcome and
-    uses ``sendall`` (ibapi's ``send`` may write part of a frame on a full buffer).
+    writes whole frames (ibapi's ``send`` may write part of a frame on a full buffer).
     Nothing else of ibapi's behaviour changes.
+
+    A frame is written in the calling (Trio) thread as far as the kernel takes it at once
+    (a non-blocking write; a request almost always fits the socket's buffer), and what it
+    does not take waits in ``unsent`` for `finish_write`, which a worker thread runs.
+    Handing every write to a worker would cost each request two cross-thread wake-ups,
+    the largest part of an order's way to the wire. ibapi's connection lock is held from
+    a frame's first byte to its last, whichever thread writes the last.
     """
 
     def __init__(self, wrapper: object) -> None:
         super().__init__(wrapper)
         self.written = 0
         self.write_error: OSError | None = None
+        # Frames, or one frame's tail, that wait for `finish_write`, in order: a frame
+        # never overtakes one before it.
+        self.unsent: list[bytes] = []
+        self._tail_locked = False  # unsent[0] is a tail, conn.lock held for it
 
     def disconnect(self) -> None:
         """Shut the socket down before ibapi closes it: that wakes the reader thread out of
@@ -106,18 +119,63 @@ class _ObservedClient(EClient):  # type: ignore[misc]
 
     def _write(self, frame: bytes) -> None:
         conn = self.conn
-        if conn is None:
+        if conn is None or conn.socket is None:
             return
-        with conn.lock:
-            sock = conn.socket
-            if sock is None:
-                return
+        if self.unsent or not conn.lock.acquire(blocking=False):
+            self.unsent.append(frame)  # behind an earlier frame, or another writer's
+            return
+        try:
+            taken = _write_now(conn.socket, frame)
+        except OSError as exc:
+            conn.lock.release()
+            self.write_error = exc
+            return
+        except BaseException:
+            conn.lock.release()
+            raise
+        if taken < len(frame):
+            self.unsent.append(frame[taken:])
+            self._tail_locked = True
+            return
+        conn.lock.release()
+        self.written += 1
+
+    def finish_write(self) -> None:
+        """Write what waits in ``unsent``, blocking: run it in a worker thread."""
+        conn = self.conn
+        while self.unsent:
+            data = self.unsent.pop(0)
+            tail, self._tail_locked = self._tail_locked, False
+            if not tail:
+                conn.lock.acquire()
             try:
-                sock.sendall(frame)
+                sock = conn.socket
+                if sock is None:
+                    if tail:  # part of the frame went out: TWS may hold a torn request
+                        self.write_error = OSError("the socket closed in the middle of a frame")
+                    self.unsent.clear()
+                    return
+                sock.sendall(data)
             except OSError as exc:
                 self.write_error = exc
+                self.unsent.clear()
                 return
-        self.written += 1
+            finally:
+                conn.lock.release()
+            self.written += 1
+
+
+def _write_now(sock: socket.socket, frame: bytes) -> int:
+    """How much of ``frame`` the kernel takes without blocking (0 on a full buffer)."""
+    if not isinstance(sock, socket.socket):
+        sock.sendall(frame)  # the in-process transport's wire: takes whole frames, never blocks
+        return len(frame)
+    if sock.gettimeout() is None:
+        return 0  # a blocking socket: the whole frame goes to the worker thread
+    try:
+        return os.write(sock.fileno(), frame)  # a timeout socket's descriptor never blocks
+    except BlockingIOError:
+        return 0
 
 
 def _shut_down(client: EClient) -> None:
@@ -227,9 +285,10 @@ class TwsSession:
             raise
 
     async def send(self, request: Request) -> None:
-        """Write *request* to the socket, in a worker thread (a full socket buffer must not
-        stall the event loop). Raises `NotConnected` if it was certainly not sent (the socket
-        is gone), `SendFailed` if the write itself failed (delivery unknown).
+        """Write *request* to the socket (what a full socket buffer does not take at once
+        goes from a worker thread: it must not stall the event loop). Raises `NotConnected`
+        if it was certainly not sent (the socket is gone), `SendFailed` if the write itself
+        failed (delivery unknown).
 
         Not abandoned on cancellation: a request is either wholly handed to ibapi or not at
         all, never half-written.
@@ -250,8 +309,15 @@ class TwsSession:
                                f"{type(request).__name__} was not sent")
 
     async def _apply(self, request: Request) -> None:
-        """Have the EClient encode and write *request*; a transport's one way of writing."""
-        await trio.to_thread.run_sync(request.apply, self.client)
+        """Have the EClient encode and write *request*; a transport's one way of writing.
+        Encoded and written here; only what the socket would not take at once is written
+        from a worker thread (never abandoned: a frame is finished or the socket failed)."""
+        client = self.client
+        request.apply(client)
+        if client.unsent:
+            await trio.to_thread.run_sync(client.finish_write)
+        else:
+            await trio.lowlevel.checkpoint()
 
     async def close(self) -> None:
         """Disconnect and join the reader thread. Idempotent.
