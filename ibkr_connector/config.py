@@ -201,6 +201,12 @@ class IBKRConfig:
                                      help="on 326, try the next client id this many times")
     audit_path: Path | None = setting(None, PATH, example=Path("/var/lib/ibkr/audit.jsonl"),
                                       help="the audit trail")
+    # An order's intent is fsync'd before the order goes out: inline that costs the write,
+    # in a worker thread two wake-ups more (actors/file_work.py says when which is used).
+    audit_inline_budget: float = setting(
+        0.001, FLOAT, NON_NEGATIVE, example=0.0,
+        help="audit writes run in the event loop while each takes under this many "
+        "seconds, else in a worker thread (0: always a thread)")
     control_path: Path | None = setting(None, PATH, example=Path("/run/ibkr/control.sock"),
                                         help="the control socket")
     watchdog: WatchdogConfig = section(WatchdogConfig)

@@ -63,6 +63,7 @@ from .actors import orders_messages as om
 from .actors.audit import AppendAudit, AppendOutcome, AuditRecord, TrailMemory, run_audit
 from .actors.audit_outcomes import outcome_of_submit
 from .actors.bus import BusStats, EventBus, EventBusStats, EventT, Subscription, run_event_bus
+from .actors.file_work import AdaptiveFileWork
 from .actors.limiter import (
     GetLimiterStats,
     LimiterStats,
@@ -722,7 +723,8 @@ def build_tree(config: IBKRConfig, runtime: Runtime, registry: Registry,
             ChildSpec("audit", functools.partial(
                 run_audit, trail_path=audit_path, status_feed=order_events,
                 memory=TrailMemory(),
-                offload=trio.to_thread.run_sync if transport is None else _inline)),
+                offload=(AdaptiveFileWork(config.audit_inline_budget) if transport is None
+                         else _inline)), mailbox_capacity=10_000),
         ),
     )
     session = SupervisorSpec(
