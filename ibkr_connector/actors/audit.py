@@ -96,9 +96,11 @@ class AppendAudit:
 
 @attrs.frozen
 class AppendOutcome:
-    """Call: write what became of the intent whose record has seq ``intent_seq``.
+    """Call or cast: write what became of the intent whose record has seq ``intent_seq``.
 
-    The reply is the fsync'd ``order_outcome`` :class:`AuditRecord`."""
+    The reply to a call is the fsync'd ``order_outcome`` :class:`AuditRecord`. The orders
+    actor casts it (its caller need not wait for this record); a cast that finds the
+    mailbox full raises ``MailboxFull`` at once, and the next start settles the intent."""
 
     intent_seq: int = attrs.field(validator=attrs.validators.and_(
         attrs.validators.instance_of(int), attrs.validators.ge(1)))

@@ -5,7 +5,8 @@ it already saw, so ids must reach the wire in the order they were handed out):
 
     allocate an id (order_ids actor) -> write the intent (audit actor, fsync'd)
     -> the book holds the Trade -> submit through the limiter with the intent's seq
-    -> the intent's outcome (written / abandoned / refused / delivery_unknown) is audited
+    -> the intent's outcome (written / abandoned / refused / delivery_unknown) is queued
+       for the audit (a cast: the caller does not wait for that record)
 
 A write that broke off (`DeliveryUnknown`) leaves the trade ``Unknown``: it is never sent
 again on a guess; reconciliation (`order_reconciliation`, at start and after every
@@ -178,8 +179,7 @@ class OrdersActor:
                 self.publish(self.book.not_sent(trade, now(), type(exc).__name__))
             raise
         finally:
-            with trio.CancelScope(shield=True):
-                await self._outcome(seq, request.order_id, outcome)
+            self._outcome(seq, request.order_id, outcome)
 
     # -- modify, cancel, whatIf ------------------------------------------------------------
 
@@ -325,9 +325,12 @@ class OrdersActor:
         assert isinstance(record, AuditRecord)
         return record
 
-    async def _outcome(self, seq: int, order_id: int, outcome: OrderOutcome) -> None:
+    def _outcome(self, seq: int, order_id: int, outcome: OrderOutcome) -> None:
+        """Queue the intent's outcome record; nobody waits for it. The order's caller has
+        its answer as soon as the write is done, and the record waits in the audit
+        actor's tree-owned mailbox, through a restart of either actor."""
         try:
-            await self.audit.call(AppendOutcome(seq, order_id, outcome), timeout=self.timeout)
+            self.audit.cast_nowait(AppendOutcome(seq, order_id, outcome))
         except SupervisorError as exc:  # the trail settles it at the next start
             log.warning("could not audit the outcome of intent %d: %s", seq,
                         type(exc).__name__)
