@@ -56,6 +56,7 @@ import trio
 from ibapi.contract import Contract
 from ibapi.order import Order
 
+from ._errors import CallTimeout as RuntimeCallTimeout
 from ._errors import IBKRError, SupervisorError, translate_supervisor_errors
 from ._userdirs import state_dir
 from .actors import connection as conn
@@ -403,30 +404,26 @@ class Runtime:
         """Run a placement with its ticket: see the comment above `_order_call_timeout`."""
         ticket = message.ticket
         assert ticket is not None
-        answer: list[object] = []
-        answered = trio.Event()
-
-        async def call() -> None:
+        timeout = self._order_call_timeout()
+        pending = await self._orders_memory.address.send_call(message)
+        # An answer (or a crash) ends the call: if nothing claimed the order by then,
+        # nothing will, and the wait below must end.
+        pending.when_settled(ticket.close)
+        # Cancellable (and bounded) only while nothing claimed the order; abandoning the
+        # ticket then stops the placement before the wire (recorded abandoned, never sent).
+        with trio.move_on_after(timeout) as scope:
             try:
-                answer.append(await self._order_call(message))
-            except Exception as exc:  # noqa: BLE001 - handed to the caller below
-                answer.append(exc)
-            finally:
-                ticket.close()  # unclaimed by now means never claimed
-                answered.set()
-
-        # A system task, not a child: once the order is claimed this call must report its
-        # outcome, and leaving a nursery would be a checkpoint where the caller's
-        # cancellation could still escape. It ends within the order call's own timeout.
-        trio.lowlevel.spawn_system_task(call)
-        # Cancellable only while nothing claimed the order; abandons it if cancelled (the
-        # orders actor then records the placement abandoned, never sent).
-        await ticket.settled()
+                await ticket.settled()
+            except BaseException:
+                pending.abandon()
+                raise
+        if scope.cancelled_caught:  # the deadline passed with the order never claimed
+            pending.abandon()
+            raise RuntimeCallTimeout(self._orders_memory.address.name, timeout)
+        # Claimed, or over: the answer comes whatever happens to the caller's scope (its
+        # cancellation takes effect at the next checkpoint after this call).
         with trio.CancelScope(shield=True):
-            await answered.wait()
-        result = answer[0]
-        if isinstance(result, BaseException):
-            raise result
+            result = await pending.result(timeout=timeout)
         assert isinstance(result, Trade)
         return result
 

@@ -20,12 +20,6 @@ from ..supervisor import NOREPLY, Envelope, Handler, SupervisorError
 __all__ = ["run_in_task"]
 
 
-async def _cancel_when_abandoned(envelope: Envelope, scope: trio.CancelScope) -> None:
-    await envelope.wait_settled()
-    if envelope.abandoned:
-        scope.cancel()
-
-
 def run_in_task(nursery: trio.Nursery, work: Callable[[Any], Awaitable[object]]) -> Handler:
     """A `serve` handler that runs ``work(message)`` in a task of ``nursery`` and answers
     the call with its result, or with the error it raised on purpose (an `IBKRError`, a
@@ -33,17 +27,21 @@ def run_in_task(nursery: trio.Nursery, work: Callable[[Any], Awaitable[object]])
 
     async def handler(message: Any, envelope: Envelope) -> object:
         async def run() -> None:
-            async with trio.open_nursery() as inner:
-                inner.start_soon(_cancel_when_abandoned, envelope, inner.cancel_scope)
+            with trio.CancelScope() as scope:
+                envelope.when_settled(lambda: _cancel_if_abandoned(envelope, scope))
                 try:
                     result = await work(message)
                 except (IBKRError, SupervisorError, ValueError) as exc:
                     envelope.fail(exc)
                 else:
                     envelope.reply(result)
-                inner.cancel_scope.cancel()
 
         nursery.start_soon(run)
         return NOREPLY
 
     return handler
+
+
+def _cancel_if_abandoned(envelope: Envelope, scope: trio.CancelScope) -> None:
+    if envelope.abandoned:
+        scope.cancel()

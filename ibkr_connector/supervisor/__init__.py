@@ -22,7 +22,7 @@ from ._errors import (
     UnknownChild,
 )
 from ._events import ChildCounts, ChildInfo, ChildState, SupervisionEvent, SupervisionEventKind
-from ._mailbox import Address, Envelope, Mailbox, Registry
+from ._mailbox import Address, Envelope, Mailbox, PendingCall, Registry
 from ._policy import RestartIntensity, backoff_delay
 from ._server import NOREPLY, Handler, NoReply, Stop, serve
 from ._spec import (
@@ -57,6 +57,7 @@ __all__ = [
     "FailedStart",
     "Handler",
     "Mailbox",
+    "PendingCall",
     "MailboxFull",
     "NOREPLY",
     "NoReply",

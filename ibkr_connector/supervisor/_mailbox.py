@@ -11,6 +11,7 @@ receive is one channel receive plus two attribute checks; calls add one set inse
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any, Final
 
 import attrs
@@ -28,7 +29,7 @@ class _SlotState(enum.Enum):
 class _ReplySlot:
     """One-shot reply of a call: written once, read by the one waiting caller."""
 
-    __slots__ = ("event", "value", "error", "state", "holder")
+    __slots__ = ("event", "value", "error", "state", "holder", "callbacks")
 
     def __init__(self) -> None:
         self.event = trio.Event()
@@ -37,6 +38,15 @@ class _ReplySlot:
         self.state = _SlotState.PENDING
         # The in-hand set of the incarnation that took the request (see Mailbox.receive).
         self.holder: set[_ReplySlot] | None = None
+        self.callbacks: list[Callable[[], object]] | None = None
+
+    def when_settled(self, callback: Callable[[], object]) -> None:
+        if self.state is not _SlotState.PENDING:
+            callback()
+        elif self.callbacks is None:
+            self.callbacks = [callback]
+        else:
+            self.callbacks.append(callback)
 
     def answer(self, value: object, error: BaseException | None) -> None:
         if self.state is not _SlotState.PENDING:
@@ -59,6 +69,9 @@ class _ReplySlot:
             self.holder.discard(self)
             self.holder = None
         self.event.set()
+        callbacks, self.callbacks = self.callbacks, None
+        for callback in callbacks or ():
+            callback()
 
 
 @attrs.frozen
@@ -85,14 +98,15 @@ class Envelope:
         """
         return self._slot is not None and self._slot.state is _SlotState.SETTLED
 
-    async def wait_settled(self) -> None:
-        """Wait until the call is answered or nobody waits for its answer any more (see
-        `abandoned`). Returns at once for a cast. Work done for a caller can watch this
-        to stop as soon as the caller gives up, without polling."""
+    def when_settled(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` (synchronously, in the Trio thread) once the call is answered
+        or abandoned (see `abandoned`); at once if it already is, or if this is a cast.
+        Work done for a caller can stop as soon as the caller gives up, without polling
+        and without a watcher task per call."""
         if self._slot is None:
-            await trio.lowlevel.checkpoint()
-            return
-        await self._slot.event.wait()
+            callback()
+        else:
+            self._slot.when_settled(callback)
 
     def reply(self, value: object = None) -> None:
         """Answer the call: the caller's ``call`` returns ``value``."""
@@ -219,14 +233,27 @@ class Address:
             with trio.move_on_after(timeout):
                 await self._send(Envelope(message, slot))
                 await slot.event.wait()
-            if slot.state is _SlotState.PENDING:
-                raise CallTimeout(core.name, timeout)
-            if slot.error is not None:
-                raise slot.error
-            return slot.value
+            return _outcome(core, slot, timeout)
         finally:
             core.calls.discard(slot)
             slot.settle(None)
+
+    async def send_call(self, message: object) -> PendingCall:
+        """The first half of `call`: send the request and return its `PendingCall`, whose
+        `PendingCall.result` is the second half. For a caller that must decide, between
+        the two, whether it still waits (a placement whose caller may give up only until
+        the order is claimed for the wire). A checkpoint; if cancelled, nothing was sent.
+        Waiting for room is not bounded here (the mailbox's capacity is the bound)."""
+        core = self._core
+        slot = _ReplySlot()
+        core.calls.add(slot)
+        try:
+            await self._send(Envelope(message, slot))
+        except BaseException:
+            core.calls.discard(slot)
+            slot.settle(None)
+            raise
+        return PendingCall(core, slot)
 
     async def _send(self, envelope: Envelope) -> None:
         core = self._core
@@ -250,6 +277,45 @@ class Address:
             core.blocked.discard(scope)
         if scope.cancelled_caught:
             raise ActorNotRunning(core.name, core.closed_reason)
+
+
+class PendingCall:
+    """A call sent with `Address.send_call` whose answer is not collected yet."""
+
+    __slots__ = ("_core", "_slot")
+
+    def __init__(self, core: _MailboxCore, slot: _ReplySlot) -> None:
+        self._core = core
+        self._slot = slot
+
+    def when_settled(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once the call is answered, failed or abandoned (at once if
+        it already is)."""
+        self._slot.when_settled(callback)
+
+    def abandon(self) -> None:
+        """Stop waiting: the actor sees the call abandoned (``Envelope.abandoned``)."""
+        self._core.calls.discard(self._slot)
+        self._slot.settle(None)
+
+    async def result(self, *, timeout: float) -> Any:  # noqa: ASYNC109 - as `Address.call`
+        """Wait for the answer as `Address.call` does, with the same errors; the call is
+        over afterwards (abandoned, if this was cancelled or timed out)."""
+        slot = self._slot
+        try:
+            with trio.move_on_after(timeout):
+                await slot.event.wait()
+            return _outcome(self._core, slot, timeout)
+        finally:
+            self.abandon()
+
+
+def _outcome(core: _MailboxCore, slot: _ReplySlot, timeout: float) -> Any:
+    if slot.state is _SlotState.PENDING:
+        raise CallTimeout(core.name, timeout)
+    if slot.error is not None:
+        raise slot.error
+    return slot.value
 
 
 class Mailbox:

@@ -318,7 +318,7 @@ async def test_one_registry_cannot_serve_two_running_trees_with_one_name(
                 pass
 
 
-async def test_wait_settled_returns_when_the_caller_gives_up(
+async def test_when_settled_runs_its_callback_when_the_caller_gives_up(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     settled_at: list[float] = []
@@ -326,7 +326,9 @@ async def test_wait_settled_returns_when_the_caller_gives_up(
     async def holder(mailbox: Mailbox, *, task_status: trio.TaskStatus[None]) -> None:
         task_status.started()
         async for envelope in mailbox:
-            await envelope.wait_settled()  # nobody answers: only the caller can settle it
+            settled = trio.Event()
+            envelope.when_settled(settled.set)  # nobody answers: only the caller can settle it
+            await settled.wait()
             settled_at.append(trio.current_time())
             assert envelope.abandoned
 
@@ -335,3 +337,87 @@ async def test_wait_settled_returns_when_the_caller_gives_up(
             await sup.address("h").call("work", timeout=3.0)
         await trio.testing.wait_all_tasks_blocked()
     assert settled_at == [pytest.approx(3.0)]
+
+
+async def test_when_settled_runs_at_once_for_a_cast_and_after_an_answer() -> None:
+    calls: list[str] = []
+
+    async def answerer(mailbox: Mailbox, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        async for envelope in mailbox:
+            envelope.when_settled(lambda m=envelope.message: calls.append(f"settled {m}"))
+            calls.append(f"answering {envelope.message}")
+            envelope.reply("ok")
+            envelope.when_settled(lambda: calls.append("late"))  # already settled: at once
+
+    async with open_supervisor(SupervisorSpec("root", (ChildSpec("a", answerer),))) as sup:
+        await sup.address("a").cast("cast")
+        assert await sup.address("a").call("call") == "ok"
+    assert calls == ["settled cast", "answering cast", "late",
+                     "answering call", "settled call", "late"]
+
+
+async def test_a_pending_call_is_answered_through_result() -> None:
+    async with open_supervisor(SupervisorSpec("root", (ChildSpec("e", Probe().echo("e")),))
+                               ) as sup:
+        pending = await sup.address("e").send_call("hello")
+        seen: list[str] = []
+        pending.when_settled(lambda: seen.append("settled"))
+        assert await pending.result(timeout=5.0) == "hello"
+        assert seen == ["settled"]
+
+
+async def test_a_pending_call_times_out_and_is_abandoned_like_a_call(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    abandoned: list[tuple[object, bool]] = []
+
+    async def holder(mailbox: Mailbox, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        async for envelope in mailbox:
+            settled = trio.Event()
+            envelope.when_settled(settled.set)
+            await settled.wait()
+            abandoned.append((envelope.message, envelope.abandoned))
+
+    async with open_supervisor(SupervisorSpec("root", (ChildSpec("h", holder),))) as sup:
+        pending = await sup.address("h").send_call("work")
+        with pytest.raises(CallTimeout):
+            await pending.result(timeout=2.0)
+        await trio.testing.wait_all_tasks_blocked()
+        pending = await sup.address("h").send_call("more")
+        pending.abandon()  # taken or not yet, the actor must not see a caller waiting
+        await sup.address("h").cast("last")
+        await trio.testing.wait_all_tasks_blocked()
+    assert abandoned[0] == ("work", True) and abandoned[-1] == ("last", False)
+    assert all(gone for message, gone in abandoned if message == "more")
+
+
+async def test_a_pending_call_to_a_crashed_actor_fails_with_actor_crashed() -> None:
+    async def crasher(mailbox: Mailbox, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        async for _envelope in mailbox:
+            raise Boom("handler bug")
+
+    spec = SupervisorSpec("root", (ChildSpec("c", crasher, restart=Restart.TEMPORARY),))
+    async with open_supervisor(spec) as sup:
+        pending = await sup.address("c").send_call("work")
+        with pytest.raises(ActorCrashed):
+            await pending.result(timeout=5.0)
+
+
+async def test_a_cancelled_send_call_sends_nothing() -> None:
+    received: list[object] = []
+
+    async def recorder(mailbox: Mailbox, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        async for envelope in mailbox:
+            received.append(envelope.message)
+
+    async with open_supervisor(SupervisorSpec("root", (ChildSpec("r", recorder),))) as sup:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await sup.address("r").send_call("never")
+        await sup.address("r").cast("after")
+        await trio.testing.wait_all_tasks_blocked()
+    assert received == ["after"]
