@@ -621,6 +621,14 @@ def _handlers(actor: MarketDataActor, nursery: trio.Nursery) -> dict[type, Any]:
     async def details(message: GetContractDetails, _envelope: Envelope) -> object:
         return await actor.details(message.contract)
 
+    details_in_task = in_task(details)
+
+    async def cached_details(message: GetContractDetails, envelope: Envelope) -> object:
+        # A cache hit (every order after the first for its instrument) is answered here:
+        # no task on an order's way to the wire.
+        cached = actor.memory.cache.details(message.contract)
+        return cached if cached is not None else await details_in_task(message, envelope)
+
     async def chain(message: GetOptionChainDefinition, _envelope: Envelope) -> object:
         return await actor.chain(message.underlying)
 
@@ -640,7 +648,7 @@ def _handlers(actor: MarketDataActor, nursery: trio.Nursery) -> dict[type, Any]:
         return actor.stats()
 
     return {
-        GetContractDetails: in_task(details),
+        GetContractDetails: cached_details,
         GetOptionChainDefinition: in_task(chain),
         SubscribeTicker: in_task(subscribe),
         Unsubscribe: in_task(unsubscribe),
