@@ -5,9 +5,9 @@ to write an ``order_intent`` / ``cancel_intent`` record before the request goes 
 limiter (the limiter refuses an order without one), and then the intent's
 ``order_outcome`` (:class:`AppendOutcome`). Order status changes and executions reach it from a bus
 subscription the runtime owns. The file itself (:mod:`.audit_trail`) is synchronous I/O;
-this actor runs it in a worker thread (``trio.to_thread.run_sync``, not abandoned on
-cancel) so an fsync never blocks the event loop, and a write that has started always
-finishes and is answered.
+the runtime hands this actor an ``offload`` that runs it inline while writes are fast and
+in a worker thread once one is not (:mod:`.file_work`: a slow disk blocks the event loop
+at most once), and a write that has started always finishes and is answered.
 
 Two promises rest on it:
 
@@ -186,11 +186,12 @@ async def run_audit(
 ) -> None:
     """Actor shell: open (and repair) the trail, then serve appends and the summary.
 
-    ``offload`` runs the blocking file work (a worker thread; a single-thread simulation
-    runs it inline, see ``open_runtime``'s ``transport``).
+    ``offload`` runs the blocking file work (the runtime's `AdaptiveFileWork`: inline
+    while fast, else a worker thread; a single-thread simulation runs it inline, see
+    ``open_runtime``'s ``transport``).
 
     A reply is sent only after the record is fsync'd, so an acknowledged intent is on disk.
-    Appends run one at a time in a worker thread that is never abandoned: on cancellation a
+    Appends run one at a time through ``offload``, never abandoned: on cancellation a
     write already started completes and is answered, and appends still queued stay in the
     tree-owned mailbox for the next incarnation. A record that cannot be stored
     (:class:`UnstorableRecord`) fails only its caller; an OSError (or a broken trail)
