@@ -7,6 +7,7 @@ to make the buffer full or free.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import pytest
 from ibapi.connection import Connection
 from ibapi.wrapper import EWrapper
 
+from ibkr_connector.protocol._reader import start_api
 from ibkr_connector.protocol.client import _ObservedClient
 
 Pair = tuple[_ObservedClient, socket.socket]
@@ -98,3 +100,33 @@ def test_a_peer_that_is_gone_is_a_write_error_not_a_hang(pair: Pair) -> None:
         client._write(b"frame")
     assert isinstance(client.write_error, OSError)
     assert not client.conn.lock.locked()
+
+
+def test_a_start_api_that_finds_the_buffer_full_is_written_before_the_handshake_ends(
+    pair: Pair,
+) -> None:
+    client, theirs = pair
+    client.clientId = 1
+    ours = client.conn.socket
+    filled = 0
+    while True:  # the socket's buffers full: nothing more goes out at once
+        try:
+            filled += os.write(ours.fileno(), bytes(65536))
+        except BlockingIOError:
+            break
+    done = threading.Event()
+
+    def handshake() -> None:  # what the reader thread does once TWS answered the version
+        start_api(client, 200, b"20261201 12:00:00 UTC")
+        done.set()
+
+    reader = threading.Thread(target=handshake)
+    reader.start()
+    assert not done.wait(0.05)  # it waits for room (a reader thread may block; Trio not)
+    received = _read(theirs, filled)
+    reader.join(5)
+    assert done.is_set() and client.unsent == [] and client.written == 1
+    theirs.settimeout(1)
+    frame = theirs.recv(4096)  # startApi, whole
+    assert len(frame) >= 4 and int.from_bytes(frame[:4], "big") == len(frame) - 4
+    assert received == bytes(filled)

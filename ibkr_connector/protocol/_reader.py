@@ -170,6 +170,11 @@ def start_api(client: EClient, server_version: int, conn_time: bytes) -> None:
     client.decoder = Decoder(client.wrapper, server_version)
     client.setConnState(EClient.CONNECTED)
     client.startApi()
+    finish_write = getattr(client, "finish_write", None)
+    if finish_write is not None and client.unsent:
+        # What the socket did not take at once (see `client._ObservedClient`): written
+        # here, in the reader thread, before anything waits on TWS's answer to startApi.
+        finish_write()
     client.wrapper.connectAck()
 
 
