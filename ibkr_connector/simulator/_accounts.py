@@ -30,7 +30,7 @@ from ibkr_connector.simulator._order_types import (
     Message,
     PortfolioMsg,
 )
-from ibkr_connector.simulator._order_wire import ContractSpec
+from ibkr_connector.simulator._requests import ContractSpec
 
 __all__ = [
     "ACCOUNT_VALUE_KEYS",

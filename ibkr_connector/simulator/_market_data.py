@@ -33,7 +33,7 @@ from ibkr_connector.simulator import _messages as msg
 from ibkr_connector.simulator._config import SimulatorConfig
 from ibkr_connector.simulator._market import Instrument, SimMarket
 from ibkr_connector.simulator._requests import (
-    ContractFields,
+    ContractSpec,
     RequestFieldError,
     parse_req_contract_details,
     parse_req_mkt_data,
@@ -100,7 +100,7 @@ class MarketDataSession:
     def _error(self, req_id: int, code: int, now: float, text: str = "") -> bytes:
         return self.connection.error(req_id, code, text or msg.DEFAULT_ERROR_TEXT[code], now)
 
-    def _resolve(self, contract: ContractFields) -> list[Instrument]:
+    def _resolve(self, contract: ContractSpec) -> list[Instrument]:
         return self.market.match(
             con_id=contract.con_id, symbol=contract.symbol, sec_type=contract.sec_type,
             expiry=contract.expiry, strike=contract.strike, right=contract.right,

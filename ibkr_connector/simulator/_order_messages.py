@@ -49,7 +49,7 @@ from ibkr_connector.simulator._order_types import (
     PositionEndMsg,
     PositionMsg,
 )
-from ibkr_connector.simulator._order_wire import ContractSpec
+from ibkr_connector.simulator._requests import ContractSpec
 
 __all__ = ["UNSET_DOUBLE", "encode_message"]
 
@@ -84,7 +84,7 @@ def _num(value: float | Decimal | None) -> str:
 
 def _contract_fields(c: ContractSpec) -> list[object]:
     """conId .. tradingClass as openOrder, execDetails and position carry them."""
-    return [c.con_id, c.symbol, c.sec_type, c.expiry, _num(c.strike or 0.0), c.right,
+    return [c.con_id, c.symbol, c.sec_type, c.expiry, _num(c.strike), c.right,
             c.multiplier, c.exchange, c.currency, c.local_symbol, c.trading_class]
 
 
@@ -256,7 +256,7 @@ def position(m: PositionMsg, sv: int) -> list[object]:
 
 def portfolio(m: PortfolioMsg, sv: int) -> list[object]:
     c = m.contract
-    return [7, 8, c.con_id, c.symbol, c.sec_type, c.expiry, _num(c.strike or 0.0), c.right,
+    return [7, 8, c.con_id, c.symbol, c.sec_type, c.expiry, _num(c.strike), c.right,
             c.multiplier, c.primary_exchange, c.currency, c.local_symbol, c.trading_class,
             _num(m.position), _num(m.market_price), _num(round(m.market_value, 2)),
             _num(m.avg_cost), _num(round(m.unrealized_pnl, 2)),

@@ -12,7 +12,8 @@ from decimal import Decimal
 
 import attrs
 
-from ibkr_connector.simulator._order_wire import ContractSpec, PlaceOrder
+from ibkr_connector.simulator._order_wire import PlaceOrder
+from ibkr_connector.simulator._requests import ContractSpec
 
 __all__ = [
     "AccountDownloadEndMsg",

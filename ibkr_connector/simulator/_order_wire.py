@@ -1,9 +1,11 @@
 """Order and account requests as the simulated TWS reads them (client -> server).
 
 Part of the sans-IO session layer, beside ``_requests`` (which knows where each request's
-id sits): this module reads the requests the order engine acts on into frozen values.
-Field orders are those of ``ibapi/client.py`` 10.50 and ``ib_async`` 2.1, checked in the
-tests by encoding real requests with both clients at several server versions.
+id sits, and holds the field cursor and the contract record and reader that market-data
+requests share with ``placeOrder``): this module reads the requests the order engine acts
+on into frozen values. Field orders are those of ``ibapi/client.py`` 10.50 and
+``ib_async`` 2.1, checked in the tests by encoding real requests with both clients at
+several server versions.
 
 ``placeOrder`` is read sequentially up to its ``whatIf`` flag, because its layout has
 optional blocks (combo legs, delta-neutral, scale, hedge, algo) whose presence depends on
@@ -15,19 +17,22 @@ with plain ``make_field``; both read as ``None``.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import attrs
 
-from ibkr_connector.simulator._requests import RequestFieldError
+from ibkr_connector.simulator._requests import (
+    ComboLegSpec,
+    ContractSpec,
+    FieldCursor,
+    read_contract,
+)
 
 __all__ = [
     "AccountSummaryRequest",
     "AccountUpdatesMultiRequest",
     "AccountUpdatesRequest",
     "CancelOrder",
-    "ComboLegSpec",
-    "ContractSpec",
     "ExecutionFilter",
     "ExecutionsRequest",
     "PlaceOrder",
@@ -39,8 +44,6 @@ __all__ = [
     "parse_place_order",
 ]
 
-_UNSET = frozenset({"", "2147483647", "9223372036854775807", "-9223372036854775808",
-                    "1.7976931348623157E308", "1.7976931348623157e+308"})
 #: ``MIN_SERVER_VER_FA_PROFILE_DESUPPORT``: placeOrder loses its faProfile field.
 _MIN_VER_NO_FA_PROFILE = 177
 #: ``MIN_SERVER_VER_MANUAL_ORDER_TIME``: cancelOrder gains manualOrderCancelTime.
@@ -51,92 +54,6 @@ _RFQ_VERSIONS = range(187, 190)
 _MIN_VER_CANCEL_NO_VERSION = 192
 #: ``MIN_SERVER_VER_PARAMETRIZED_DAYS_OF_EXECUTIONS``: the execution filter's day fields.
 _MIN_VER_EXECUTION_DAYS = 200
-
-
-class _Fields:
-    """A cursor over one request's fields; running out is a ``RequestFieldError``."""
-
-    def __init__(self, fields: tuple[str, ...], what: str) -> None:
-        self._fields = fields
-        self._index = 0
-        self._what = what
-
-    def text(self) -> str:
-        try:
-            value = self._fields[self._index]
-        except IndexError:
-            raise RequestFieldError(f"{self._what} is too short") from None
-        self._index += 1
-        return value
-
-    def skip(self, count: int = 1) -> None:
-        for _ in range(count):
-            self.text()
-
-    def integer(self, default: int = 0) -> int:
-        raw = self.text()
-        if raw in _UNSET:
-            return default
-        try:
-            return int(float(raw)) if "." in raw or "e" in raw.lower() else int(raw)
-        except ValueError:
-            raise RequestFieldError(f"{self._what}: not an integer: {raw!r}") from None
-
-    def number(self) -> float | None:
-        raw = self.text()
-        if raw in _UNSET:
-            return None
-        if raw == "Infinity":
-            return float("inf")
-        try:
-            return float(raw)
-        except ValueError:
-            raise RequestFieldError(f"{self._what}: not a number: {raw!r}") from None
-
-    def decimal(self) -> Decimal:
-        raw = self.text()
-        if raw in _UNSET:
-            return Decimal(0)
-        try:
-            return Decimal(raw)
-        except InvalidOperation:
-            raise RequestFieldError(f"{self._what}: not a decimal: {raw!r}") from None
-
-    def flag(self) -> bool:
-        return self.text() not in ("", "0")
-
-    def left(self) -> int:
-        return len(self._fields) - self._index
-
-
-@attrs.frozen
-class ComboLegSpec:
-    """One leg of a BAG as the client sent it (``ibapi.contract.ComboLeg``)."""
-
-    con_id: int
-    ratio: int
-    action: str
-    exchange: str
-    open_close: int = 0
-
-
-@attrs.frozen
-class ContractSpec:
-    """A contract as the client wrote it; ``con_id`` 0 and empty texts mean "not given"."""
-
-    con_id: int
-    symbol: str
-    sec_type: str
-    expiry: str = ""
-    strike: float | None = None
-    right: str = ""
-    multiplier: str = ""
-    exchange: str = ""
-    primary_exchange: str = ""
-    currency: str = ""
-    local_symbol: str = ""
-    trading_class: str = ""
-    combo_legs: tuple[ComboLegSpec, ...] = ()
 
 
 @attrs.frozen
@@ -208,18 +125,9 @@ class AccountUpdatesMultiRequest:
     model_code: str
 
 
-def _contract(it: _Fields) -> ContractSpec:
-    con_id = it.integer()
-    symbol, sec_type, expiry = it.text(), it.text(), it.text()
-    strike = it.number()
-    right, multiplier, exchange, primary = it.text(), it.text(), it.text(), it.text()
-    currency, local_symbol, trading_class = it.text(), it.text(), it.text()
-    return ContractSpec(con_id, symbol, sec_type, expiry, strike, right, multiplier,
-                        exchange, primary, currency, local_symbol, trading_class)
-
-
-def _combo_block(it: _Fields) -> tuple[tuple[ComboLegSpec, ...], tuple[float | None, ...],
-                                       tuple[tuple[str, str], ...]]:
+def _combo_block(it: FieldCursor) -> tuple[tuple[ComboLegSpec, ...],
+                                          tuple[float | None, ...],
+                                          tuple[tuple[str, str], ...]]:
     legs = []
     for _ in range(it.integer()):
         con_id, ratio, action, exchange = it.integer(), it.integer(), it.text(), it.text()
@@ -231,7 +139,7 @@ def _combo_block(it: _Fields) -> tuple[tuple[ComboLegSpec, ...], tuple[float | N
     return tuple(legs), prices, params
 
 
-def _skip_to_what_if(it: _Fields, server_version: int) -> None:
+def _skip_to_what_if(it: FieldCursor, server_version: int) -> None:
     """From the deprecated sharesAllocation field up to (not including) whatIf."""
     it.skip(7)  # sharesAllocation, discretionaryAmt, goodAfterTime, goodTillDate, fa x3
     if server_version < _MIN_VER_NO_FA_PROFILE:
@@ -264,9 +172,9 @@ def _skip_to_what_if(it: _Fields, server_version: int) -> None:
 
 def parse_place_order(fields: tuple[str, ...], server_version: int) -> PlaceOrder:
     """``PLACE_ORDER`` (3) at server version >= 145 (no version field)."""
-    it = _Fields(fields, "placeOrder")
+    it = FieldCursor(fields, "placeOrder")
     order_id = it.integer(-1)
-    contract = _contract(it)
+    contract = read_contract(it)
     it.skip(2)  # secIdType, secId
     action, quantity, order_type = it.text(), it.decimal(), it.text()
     lmt_price, aux_price = it.number(), it.number()
@@ -294,7 +202,7 @@ def parse_place_order(fields: tuple[str, ...], server_version: int) -> PlaceOrde
 
 def parse_cancel_order(fields: tuple[str, ...], server_version: int) -> CancelOrder:
     """``CANCEL_ORDER`` (4): a version field below 192, the manual cancel time from 169."""
-    it = _Fields(fields, "cancelOrder")
+    it = FieldCursor(fields, "cancelOrder")
     if server_version < _MIN_VER_CANCEL_NO_VERSION:
         it.skip()
     order_id = it.integer(-1)
@@ -306,7 +214,7 @@ def parse_cancel_order(fields: tuple[str, ...], server_version: int) -> CancelOr
 
 def parse_executions_request(fields: tuple[str, ...], server_version: int) -> ExecutionsRequest:
     """``REQ_EXECUTIONS`` (7, version 3): reqId and the filter; day fields from 200."""
-    it = _Fields(fields, "reqExecutions")
+    it = FieldCursor(fields, "reqExecutions")
     it.skip()
     req_id = it.integer(-1)
     client_id, account, time = it.integer(), it.text(), it.text()
@@ -323,14 +231,14 @@ def parse_executions_request(fields: tuple[str, ...], server_version: int) -> Ex
 
 def parse_account_updates(fields: tuple[str, ...]) -> AccountUpdatesRequest:
     """``REQ_ACCT_DATA`` (6): version, subscribe flag, account code."""
-    it = _Fields(fields, "reqAccountUpdates")
+    it = FieldCursor(fields, "reqAccountUpdates")
     it.skip()
     return AccountUpdatesRequest(it.flag(), it.text())
 
 
 def parse_account_summary(fields: tuple[str, ...]) -> AccountSummaryRequest:
     """``REQ_ACCOUNT_SUMMARY`` (62): version, reqId, group, comma-separated tags."""
-    it = _Fields(fields, "reqAccountSummary")
+    it = FieldCursor(fields, "reqAccountSummary")
     it.skip()
     req_id, group = it.integer(-1), it.text()
     tags = tuple(tag.strip() for tag in it.text().split(",") if tag.strip())
@@ -339,6 +247,6 @@ def parse_account_summary(fields: tuple[str, ...]) -> AccountSummaryRequest:
 
 def parse_account_updates_multi(fields: tuple[str, ...]) -> AccountUpdatesMultiRequest:
     """``REQ_ACCOUNT_UPDATES_MULTI`` (76): version, reqId, account, modelCode, ledger flag."""
-    it = _Fields(fields, "reqAccountUpdatesMulti")
+    it = FieldCursor(fields, "reqAccountUpdatesMulti")
     it.skip()
     return AccountUpdatesMultiRequest(it.integer(-1), it.text(), it.text())

@@ -38,11 +38,8 @@ from ibkr_connector.simulator._order_types import (
     OrderStatusMsg,
     OrderView,
 )
-from ibkr_connector.simulator._order_wire import (
-    ComboLegSpec,
-    ContractSpec,
-    PlaceOrder,
-)
+from ibkr_connector.simulator._order_wire import PlaceOrder
+from ibkr_connector.simulator._requests import ComboLegSpec, ContractSpec
 
 __all__ = ["BAG_CON_ID", "DEFAULT_REJECT_REASON", "OrderEngine", "commission_for",
            "contract_of"]
@@ -211,7 +208,7 @@ class OrderEngine:
             return None, legs
         found = self.market.match(
             con_id=spec.con_id, symbol=spec.symbol, sec_type=spec.sec_type, expiry=spec.expiry,
-            strike=spec.strike or 0.0, right=spec.right, multiplier=spec.multiplier,
+            strike=spec.strike, right=spec.right, multiplier=spec.multiplier,
             currency=spec.currency, local_symbol=spec.local_symbol,
             trading_class=spec.trading_class)
         if len(found) != 1:

@@ -2,21 +2,26 @@
 
 Part of the sans-IO session layer: the codec hands the session a message id and its text
 fields; this module says which field is the request's own id (TWS quotes it back in error
-100 and other request errors) and reads the few requests the simulator acts on. Positions
-were taken from ``ibapi/client.py`` 10.50 and are checked in the tests by encoding every
-request with the unmodified ``EClient``.
+100 and other request errors) and reads the few requests the simulator acts on. It also
+holds what every contract-carrying request shares: the field cursor and one ``ContractSpec``
+record with its one reader, so that market data and ``placeOrder`` (``_order_wire``) read a
+contract the same way. Positions were taken from ``ibapi/client.py`` 10.50 and are checked
+in the tests by encoding every request with the unmodified ``EClient``.
 """
 
 from __future__ import annotations
 
 import enum
+from decimal import Decimal, InvalidOperation
 
 import attrs
 
 __all__ = [
     "KNOWN_REQUESTS",
+    "ComboLegSpec",
     "ContractDetailsRequest",
-    "ContractFields",
+    "ContractSpec",
+    "FieldCursor",
     "MarketDataRequest",
     "Out",
     "RequestFieldError",
@@ -26,6 +31,7 @@ __all__ = [
     "parse_req_mkt_data",
     "parse_req_sec_def_opt_params",
     "parse_req_tick_by_tick",
+    "read_contract",
     "request_id_index",
     "request_id_of",
 ]
@@ -107,20 +113,91 @@ def request_id_of(msg_id: int, fields: tuple[str, ...], server_version: int) -> 
         return -1
 
 
-#: What clients send for "unset" numbers (see the protocol brief, section 1.2).
-_UNSET = frozenset(["", "2147483647", "9223372036854775807", "1.7976931348623157E308",
-                    "1.7976931348623157e+308"])
+#: What clients send for "unset" values (see the protocol brief, section 1.2): ``""`` from
+#: ib_async and ibapi's "handle empty" fields, the literal sentinels from plain ``make_field``.
+_UNSET = frozenset({"", "2147483647", "9223372036854775807", "-9223372036854775808",
+                    "1.7976931348623157E308", "1.7976931348623157e+308"})
+
+
+class FieldCursor:
+    """A cursor over one request's fields, so that requests with optional blocks can be
+    read in order; running out or a malformed number is a ``RequestFieldError`` naming
+    the request (the text TWS's error 320 carries)."""
+
+    def __init__(self, fields: tuple[str, ...], what: str, start: int = 0) -> None:
+        self._fields = fields
+        self._index = start
+        self._what = what
+
+    def text(self) -> str:
+        try:
+            value = self._fields[self._index]
+        except IndexError:
+            raise RequestFieldError(f"{self._what} is too short") from None
+        self._index += 1
+        return value
+
+    def skip(self, count: int = 1) -> None:
+        for _ in range(count):
+            self.text()
+
+    def integer(self, default: int = 0) -> int:
+        raw = self.text()
+        if raw in _UNSET:
+            return default
+        try:
+            return int(float(raw)) if "." in raw or "e" in raw.lower() else int(raw)
+        except ValueError:
+            raise RequestFieldError(f"{self._what}: not an integer: {raw!r}") from None
+
+    def number(self) -> float | None:
+        raw = self.text()
+        if raw in _UNSET:
+            return None
+        if raw == "Infinity":
+            return float("inf")
+        try:
+            return float(raw)
+        except ValueError:
+            raise RequestFieldError(f"{self._what}: not a number: {raw!r}") from None
+
+    def decimal(self) -> Decimal:
+        raw = self.text()
+        if raw in _UNSET:
+            return Decimal(0)
+        try:
+            return Decimal(raw)
+        except InvalidOperation:
+            raise RequestFieldError(f"{self._what}: not a decimal: {raw!r}") from None
+
+    def flag(self) -> bool:
+        return self.text() not in ("", "0")
+
+    def left(self) -> int:
+        return len(self._fields) - self._index
 
 
 @attrs.frozen
-class ContractFields:
-    """The contract part every market-data request carries, in ``EClient``'s order
-    (conId, symbol, secType, expiry, strike, right, multiplier, exchange, primaryExchange,
-    currency, localSymbol, tradingClass). Unset numbers read as 0."""
+class ComboLegSpec:
+    """One leg of a BAG as the client sent it (``ibapi.contract.ComboLeg``)."""
 
-    con_id: int = 0
-    symbol: str = ""
-    sec_type: str = ""
+    con_id: int
+    ratio: int
+    action: str
+    exchange: str
+    open_close: int = 0
+
+
+@attrs.frozen
+class ContractSpec:
+    """A contract as the client wrote it, in every request that carries one (market data,
+    contract details, tick-by-tick, placeOrder). ``con_id`` and ``strike`` 0 and empty
+    texts mean "not given"; only placeOrder reads ``combo_legs`` (reqMktData's BAG legs
+    are skipped: the simulator quotes no combos)."""
+
+    con_id: int
+    symbol: str
+    sec_type: str
     expiry: str = ""
     strike: float = 0.0
     right: str = ""
@@ -130,21 +207,21 @@ class ContractFields:
     currency: str = ""
     local_symbol: str = ""
     trading_class: str = ""
+    combo_legs: tuple[ComboLegSpec, ...] = ()
 
 
-def _contract(fields: tuple[str, ...], start: int) -> ContractFields:
-    if len(fields) < start + 12:
-        raise RequestFieldError("the contract's fields are incomplete")
-    (con_id, symbol, sec_type, expiry, strike, right, multiplier, exchange, primary,
-     currency, local_symbol, trading_class) = fields[start:start + 12]
-    try:
-        strike_value = 0.0 if strike in _UNSET else float(strike)
-        con_id_value = 0 if con_id in _UNSET else int(con_id)
-    except ValueError:
-        raise RequestFieldError(f"bad conId or strike: {con_id!r}, {strike!r}") from None
-    return ContractFields(con_id_value, symbol, sec_type, expiry, strike_value, right,
-                          "" if multiplier in _UNSET else multiplier, exchange, primary,
-                          currency, local_symbol, trading_class)
+def read_contract(it: FieldCursor) -> ContractSpec:
+    """The twelve contract fields every one of these requests writes in ``EClient``'s
+    order, the same at server versions 157-200: conId, symbol, secType, expiry, strike,
+    right, multiplier, exchange, primaryExchange, currency, localSymbol, tradingClass."""
+    con_id = it.integer()
+    symbol, sec_type, expiry = it.text(), it.text(), it.text()
+    strike = it.number() or 0.0
+    right, multiplier, exchange, primary = it.text(), it.text(), it.text(), it.text()
+    currency, local_symbol, trading_class = it.text(), it.text(), it.text()
+    return ContractSpec(con_id, symbol, sec_type, expiry, strike, right,
+                        "" if multiplier in _UNSET else multiplier, exchange, primary,
+                        currency, local_symbol, trading_class)
 
 
 @attrs.frozen
@@ -152,7 +229,7 @@ class MarketDataRequest:
     """The parts of ``reqMktData`` the simulator uses."""
 
     req_id: int
-    contract: ContractFields
+    contract: ContractSpec
     generic_ticks: str
     snapshot: bool
 
@@ -173,7 +250,7 @@ def parse_req_mkt_data(fields: tuple[str, ...]) -> MarketDataRequest:
     req_id = _int(fields, 1, "reqMktData ticker id")
     if len(fields) < 14:
         raise RequestFieldError("reqMktData is too short")
-    contract = _contract(fields, 2)
+    contract = read_contract(FieldCursor(fields, "reqMktData", 2))
     index = 14
     if contract.sec_type == "BAG":
         index += 1 + 4 * _int(fields, index, "combo leg count")
@@ -192,7 +269,7 @@ def parse_req_mkt_data(fields: tuple[str, ...]) -> MarketDataRequest:
 @attrs.frozen
 class ContractDetailsRequest:
     req_id: int
-    contract: ContractFields
+    contract: ContractSpec
     include_expired: bool
 
 
@@ -200,7 +277,7 @@ def parse_req_contract_details(fields: tuple[str, ...]) -> ContractDetailsReques
     """``REQ_CONTRACT_DATA`` (version 8): version, reqId, the contract, includeExpired,
     secIdType, secId[, issuerId from 176]."""
     req_id = _int(fields, 1, "reqContractDetails request id")
-    contract = _contract(fields, 2)
+    contract = read_contract(FieldCursor(fields, "reqContractDetails", 2))
     return ContractDetailsRequest(req_id, contract, fields[14:15] == ("1",))
 
 
@@ -226,7 +303,7 @@ def parse_req_sec_def_opt_params(fields: tuple[str, ...]) -> SecDefOptParamsRequ
 @attrs.frozen
 class TickByTickRequest:
     req_id: int
-    contract: ContractFields
+    contract: ContractSpec
     kind: str  # "Last", "AllLast", "BidAsk" or "MidPoint"
     number_of_ticks: int
     ignore_size: bool
@@ -236,7 +313,7 @@ def parse_req_tick_by_tick(fields: tuple[str, ...]) -> TickByTickRequest:
     """``REQ_TICK_BY_TICK_DATA`` (no version): reqId, the contract, tickType,
     numberOfTicks, ignoreSize."""
     req_id = _int(fields, 0, "reqTickByTickData request id")
-    contract = _contract(fields, 1)
+    contract = read_contract(FieldCursor(fields, "reqTickByTickData", 1))
     if len(fields) < 16:
         raise RequestFieldError("reqTickByTickData is too short")
     return TickByTickRequest(req_id, contract, fields[13],

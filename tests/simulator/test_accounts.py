@@ -10,8 +10,9 @@ import pytest
 from ibkr_connector.simulator import SimulatorConfig, TwsSimulator, open_simulator
 from ibkr_connector.simulator._accounts import Ledger, margin_requirement
 from ibkr_connector.simulator._order_types import ErrorMsg
-from ibkr_connector.simulator._order_wire import ContractSpec, PlaceOrder
+from ibkr_connector.simulator._order_wire import PlaceOrder
 from ibkr_connector.simulator._orders import OrderEngine
+from ibkr_connector.simulator._requests import ContractSpec
 
 from .order_wrapper import OrderTestClient
 from .test_orders_engine import PinnedMarket

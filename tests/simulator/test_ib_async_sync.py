@@ -18,7 +18,8 @@ import trio
 from ib_async import IB, Contract, MarketOrder
 
 from ibkr_connector.simulator import SimulatorConfig, open_simulator
-from ibkr_connector.simulator._order_wire import ContractSpec, PlaceOrder
+from ibkr_connector.simulator._order_wire import PlaceOrder
+from ibkr_connector.simulator._requests import ContractSpec
 
 SPY = 756733
 CLIENT_ID = 7

@@ -20,13 +20,9 @@ from ibkr_connector.simulator._order_types import (
     OpenOrderMsg,
     OrderStatusMsg,
 )
-from ibkr_connector.simulator._order_wire import (
-    ComboLegSpec,
-    ContractSpec,
-    ExecutionFilter,
-    PlaceOrder,
-)
+from ibkr_connector.simulator._order_wire import ExecutionFilter, PlaceOrder
 from ibkr_connector.simulator._orders import BAG_CON_ID, OrderEngine
+from ibkr_connector.simulator._requests import ComboLegSpec, ContractSpec
 
 SPY = 756733
 WALL = 1_750_000_000.0

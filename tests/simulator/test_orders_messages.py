@@ -30,7 +30,8 @@ from ibkr_connector.simulator._order_types import (
     PortfolioMsg,
     PositionMsg,
 )
-from ibkr_connector.simulator._order_wire import ComboLegSpec, ContractSpec, PlaceOrder
+from ibkr_connector.simulator._order_wire import PlaceOrder
+from ibkr_connector.simulator._requests import ComboLegSpec, ContractSpec
 
 from .order_wrapper import decode_exactly
 

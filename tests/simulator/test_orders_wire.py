@@ -21,7 +21,6 @@ from ibapi.order_cancel import OrderCancel
 from ibapi.tag_value import TagValue
 
 from ibkr_connector.simulator._order_wire import (
-    ComboLegSpec,
     parse_account_summary,
     parse_account_updates,
     parse_account_updates_multi,
@@ -29,7 +28,14 @@ from ibkr_connector.simulator._order_wire import (
     parse_executions_request,
     parse_place_order,
 )
-from ibkr_connector.simulator._requests import RequestFieldError
+from ibkr_connector.simulator._requests import (
+    ComboLegSpec,
+    ContractSpec,
+    RequestFieldError,
+    parse_req_contract_details,
+    parse_req_mkt_data,
+    parse_req_tick_by_tick,
+)
 
 from .test_requests import encode
 
@@ -139,6 +145,38 @@ def test_ib_async_orders_are_read_at_178() -> None:
     request = parse_place_order(fields, 178)
     assert [leg.con_id for leg in request.contract.combo_legs] == [111, 222]
     assert request.what_if and request.total_quantity == Decimal(1)
+
+
+#: What ``option()`` is, read off any request: the same record whichever request carries it.
+OPTION_SPEC = ContractSpec(1002, "SPY", "OPT", "20250620", 500.0, "C", "100", "SMART", "",
+                           "USD", "", "SPY")
+STOCK_SPEC = ContractSpec(0, "SPY", "STK", exchange="SMART", currency="USD")
+
+
+@pytest.mark.parametrize("version", IBAPI_VERSIONS)
+@pytest.mark.parametrize(("contract", "expected"), [(option, OPTION_SPEC),
+                                                    (stock, STOCK_SPEC)])
+def test_every_request_carrying_a_contract_reads_it_the_same_way(
+        version: int, contract: Callable[[], Contract], expected: ContractSpec) -> None:
+    mkt = encode(version, lambda c: c.reqMktData(1, contract(), "", False, False, []))[1]
+    details = encode(version, lambda c: c.reqContractDetails(2, contract()))[1]
+    ticks = encode(version, lambda c: c.reqTickByTickData(3, contract(), "BidAsk", 0, False))[1]
+    order = encode(version, lambda c: c.placeOrder(4, contract(), lmt("BUY", 1, 1.5)))[1]
+    assert [parse_req_mkt_data(mkt).contract, parse_req_contract_details(details).contract,
+            parse_req_tick_by_tick(ticks).contract,
+            parse_place_order(order, version).contract] == [expected] * 4
+
+
+def test_ib_async_contracts_read_the_same_in_market_data_and_orders() -> None:
+    """ib_async writes a stock's strike as ``0.0`` and unset numbers as ``""``."""
+    contract = AsyncContract(conId=756733, symbol="SPY", secType="STK", exchange="SMART",
+                             currency="USD")
+    mkt = _async_fields(178, lambda c: c.reqMktData(1, contract, "", False, False, []))
+    order = _async_fields(178, lambda c: c.placeOrder(2, contract, AsyncLimitOrder(
+        "BUY", 1, 1.5)))
+    expected = ContractSpec(756733, "SPY", "STK", exchange="SMART", currency="USD")
+    assert parse_req_mkt_data(mkt).contract == expected
+    assert parse_place_order(order, 178).contract == expected
 
 
 @pytest.mark.parametrize("version", IBAPI_VERSIONS)
