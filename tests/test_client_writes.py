@@ -10,14 +10,19 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
+import trio
+from ibapi.client import EClient
 from ibapi.connection import Connection
 from ibapi.wrapper import EWrapper
 
 from ibkr_connector.protocol._reader import start_api
-from ibkr_connector.protocol.client import _ObservedClient
+from ibkr_connector.protocol.bridge import EventBridge
+from ibkr_connector.protocol.client import TwsSession, _ObservedClient
+from ibkr_connector.protocol.requests import ReqCurrentTime
 
 Pair = tuple[_ObservedClient, socket.socket]
 
@@ -130,3 +135,37 @@ def test_a_start_api_that_finds_the_buffer_full_is_written_before_the_handshake_
     frame = theirs.recv(4096)  # startApi, whole
     assert len(frame) >= 4 and int.from_bytes(frame[:4], "big") == len(frame) - 4
     assert received == bytes(filled)
+
+
+async def test_a_send_cancelled_with_its_frame_half_written_still_finishes_it() -> None:
+    ours, theirs = socket.socketpair()
+    ours.settimeout(1)
+    session = TwsSession(EventBridge())
+    client = session.client
+    client.conn = Connection("127.0.0.1", 0)
+    client.conn.socket = ours
+    client.serverVersion_, client.connState = 200, EClient.CONNECTED
+    filled = 0
+    while True:
+        try:
+            filled += os.write(ours.fileno(), bytes(65536))
+        except BlockingIOError:
+            break
+    drained: list[bytes] = []
+
+    def make_room_later() -> None:
+        time.sleep(0.02)  # after the frame found the buffer full
+        drained.append(_read(theirs, filled + 4))
+
+    peer = threading.Thread(target=make_room_later)
+    peer.start()
+    try:
+        with trio.CancelScope() as scope:
+            scope.cancel()  # the caller has given up before the rest could be written
+            await session.send(ReqCurrentTime())
+        assert client.written == 1 and client.unsent == []
+        assert not client.conn.lock.locked()  # a disconnect will not hang on it
+    finally:
+        peer.join(5)
+        ours.close()
+        theirs.close()

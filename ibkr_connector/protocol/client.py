@@ -315,7 +315,10 @@ class TwsSession:
         client = self.client
         request.apply(client)
         if client.unsent:
-            await trio.to_thread.run_sync(client.finish_write)
+            # Shielded: a torn frame holds ibapi's connection lock until its last byte,
+            # and a disconnect waits for that lock. Bounded by the socket's 1 s timeout.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(client.finish_write)
         else:
             await trio.lowlevel.checkpoint()
 
