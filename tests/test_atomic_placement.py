@@ -71,3 +71,27 @@ async def test_a_placement_whose_caller_gave_up_before_the_claim_never_reaches_t
     outcomes = [r.fields["outcome"] for r in read_audit_records(trail)
                 if r.kind == "order_outcome"]
     assert outcomes == ["abandoned"]
+
+
+async def test_a_placement_written_while_the_orders_actor_restarts_returns_its_trade(
+    quiet_sim: TwsSimulator, tmp_path: Path, io_clock: trio.testing.MockClock,
+    slow_order_writes: None,
+) -> None:
+    sim = quiet_sim
+    async with open_runtime(_config(sim), audit_path=tmp_path / "a.jsonl",
+                            connect=True) as runtime:
+        placed: list[Trade] = []
+
+        async def place() -> None:
+            placed.append(await runtime.place_order(Stock("SPY"), _order()))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(place)
+            await trio.sleep(WRITE_TIME / 3)  # claimed, in the middle of the write
+            await runtime.restart("orders")  # the actor holding the call goes away
+        # Not ActorNotRunning/ActorCrashed: the order is at TWS, and the caller is told so.
+        # (An incarnation's unanswered calls are failed only once it has ended, and it
+        # cannot end before its claimed write has finished and been answered.)
+        [trade] = placed
+        assert _placed(sim) == [trade.order_id]
+        assert trade in await runtime.trades()
