@@ -16,13 +16,14 @@ or the simplest reading of IB's documentation):
 * delayed data (types 3/4 on an unsubscribed symbol) is the current price under delayed
   tick ids (66-76, 80-83); the simulator does not hold a 15-minute history;
 * an unknown underlying in ``reqSecDefOptParams`` gets only the end message;
-* a combo (``BAG``) line is accepted and held but carries no ticks;
+* a combo (``BAG``) line streams the net of its legs on every step (see ``_combos``);
 * tick-by-tick with ``numberOfTicks > 0`` streams live ticks only (no history first).
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -30,6 +31,7 @@ import attrs
 
 from ibkr_connector import black_scholes
 from ibkr_connector.simulator import _messages as msg
+from ibkr_connector.simulator._combos import ComboLeg, ComboRefused, combo_legs, combo_ticks
 from ibkr_connector.simulator._config import SimulatorConfig
 from ibkr_connector.simulator._market import Instrument, SimMarket
 from ibkr_connector.simulator._requests import (
@@ -73,6 +75,14 @@ class _Line:
     greeks: bool
     generic: frozenset[int]
     sent: dict[int, object] = attrs.Factory(dict)
+    legs: tuple[ComboLeg, ...] = ()  # a combo's legs
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        """The symbols whose feed this line follows (a stall of any one stalls it)."""
+        if self.inst is not None:
+            return frozenset((self.inst.symbol,))
+        return frozenset(leg.inst.symbol for leg in self.legs)
 
 
 @attrs.define
@@ -170,15 +180,21 @@ class MarketDataSession:
         if not request.snapshot and len(self.lines) >= self.config.max_market_data_lines:
             return [self._error(req_id, 101, now)]
         inst: Instrument | None = None
-        if request.sec_type != "BAG":
+        legs: tuple[ComboLeg, ...] = ()
+        if request.sec_type == "BAG":
+            try:
+                legs = combo_legs(self.market, request.contract.combo_legs)
+            except ComboRefused as refused:
+                return [self._error(req_id, refused.code, now, refused.text)]
+        else:
             found = self._resolve(request.contract)
             if len(found) != 1:
                 return [self._error(req_id, 200, now)]
             inst = found[0]
-        out, line = self._open_line(req_id, inst, generic, now)
+        out, line = self._open_line(req_id, inst, generic, now, legs)
         if line is None:
             return out
-        if not self.market.farm_down and symbol_of(inst) not in self.market.stalled:
+        if not self.market.farm_down and not line.symbols & self.market.stalled:
             out += self._ticks(line)
         if request.snapshot:
             out.append(msg.tick_snapshot_end(req_id))
@@ -188,9 +204,10 @@ class MarketDataSession:
         return out
 
     def _open_line(self, req_id: int, inst: Instrument | None, generic: frozenset[int],
-                   now: float) -> tuple[list[bytes], _Line | None]:
-        symbol = inst.symbol if inst else ""
-        min_tick = inst.min_tick if inst else 0.01
+                   now: float, legs: tuple[ComboLeg, ...] = ()
+                   ) -> tuple[list[bytes], _Line | None]:
+        symbol = inst.symbol if inst else legs[0].inst.symbol
+        min_tick = inst.min_tick if inst else min(leg.inst.min_tick for leg in legs)
         out = [msg.tick_req_params(req_id, min_tick, "9c0001", 3)]
         delayed, greeks = False, inst is not None and inst.sec_type == "OPT"
         if symbol in self.config.unsubscribed_symbols:
@@ -206,7 +223,7 @@ class MarketDataSession:
             out.append(self._error(req_id, 10090, now))
             greeks = not self.config.greeks_need_underlying
         out.append(msg.market_data_type(req_id, self.data_type if delayed else 1))
-        return out, _Line(req_id, inst, delayed, greeks, generic)
+        return out, _Line(req_id, inst, delayed, greeks, generic, legs=legs)
 
     def cancel_mkt_data(self, req_id: int, now: float) -> list[bytes]:
         if self.lines.pop(req_id, None) is None:
@@ -258,7 +275,7 @@ class MarketDataSession:
         out: list[bytes] = []
         stalled = self.market.stalled
         for line in self.lines.values():
-            if line.inst is not None and line.inst.symbol not in stalled:
+            if not line.symbols & stalled:
                 out += self._ticks(line)
         for stream in self.streams.values():
             if stream.inst.symbol not in stalled:
@@ -272,7 +289,8 @@ class MarketDataSession:
 
     def _ticks(self, line: _Line) -> list[bytes]:
         if line.inst is None:
-            return []
+            return list(combo_ticks(self.market, line.req_id, line.legs, line.sent,
+                                    functools.partial(_tick_id, line)))
         return list(_line_ticks(self.market, self.connection.server_version, line))
 
     def _stream_ticks(self, stream: _Stream) -> Iterator[bytes]:
@@ -297,10 +315,6 @@ class MarketDataSession:
         stream.sent = state
 
 
-def symbol_of(inst: Instrument | None) -> str:
-    return inst.symbol if inst else ""
-
-
 def _generic_ticks(text: str) -> frozenset[int]:
     ticks = set()
     for item in text.split(","):
@@ -318,7 +332,7 @@ def _line_ticks(market: SimMarket, version: int, line: _Line) -> Iterator[bytes]
     rid, sent = line.req_id, line.sent
 
     def tick_id(live: int) -> int:
-        return DELAYED.get(live, live) if line.delayed else live
+        return _tick_id(line, live)
 
     def changed(key: int, value: object) -> bool:
         if sent.get(key) == value:
@@ -344,6 +358,11 @@ def _line_ticks(market: SimMarket, version: int, line: _Line) -> Iterator[bytes]
     yield from _generic(market, line, changed)
     if line.greeks:
         yield from _computations(market, version, line, changed, tick_id)
+
+
+def _tick_id(line: _Line, live: int) -> int:
+    """The id a live tick is sent under on ``line`` (its delayed twin on a delayed line)."""
+    return DELAYED.get(live, live) if line.delayed else live
 
 
 def _generic(market: SimMarket, line: _Line, changed: Changed) -> Iterator[bytes]:

@@ -32,6 +32,7 @@ __all__ = [
     "parse_req_sec_def_opt_params",
     "parse_req_tick_by_tick",
     "read_contract",
+    "read_market_data_leg",
     "request_id_index",
     "request_id_of",
 ]
@@ -192,8 +193,8 @@ class ComboLegSpec:
 class ContractSpec:
     """A contract as the client wrote it, in every request that carries one (market data,
     contract details, tick-by-tick, placeOrder). ``con_id`` and ``strike`` 0 and empty
-    texts mean "not given"; only placeOrder reads ``combo_legs`` (reqMktData's BAG legs
-    are skipped: the simulator quotes no combos)."""
+    texts mean "not given"; ``combo_legs`` are a BAG's legs, as placeOrder (8 fields per
+    leg) or reqMktData (4 fields per leg) wrote them."""
 
     con_id: int
     symbol: str
@@ -224,6 +225,13 @@ def read_contract(it: FieldCursor) -> ContractSpec:
                         currency, local_symbol, trading_class)
 
 
+def read_market_data_leg(it: FieldCursor) -> ComboLegSpec:
+    """One BAG leg of ``reqMktData``: conId, ratio, action, exchange (only these four;
+    placeOrder writes eight)."""
+    con_id, ratio = it.integer(), it.integer()
+    return ComboLegSpec(con_id, ratio, it.text(), it.text())
+
+
 @attrs.frozen
 class MarketDataRequest:
     """The parts of ``reqMktData`` the simulator uses."""
@@ -245,7 +253,8 @@ class MarketDataRequest:
 def parse_req_mkt_data(fields: tuple[str, ...]) -> MarketDataRequest:
     """Read ``REQ_MKT_DATA`` as ``EClient.reqMktData`` writes it (server version >= 70):
     version, reqId, conId, symbol, secType, expiry, strike, right, multiplier, exchange,
-    primaryExchange, currency, localSymbol, tradingClass, [BAG: legCount + 4 per leg],
+    primaryExchange, currency, localSymbol, tradingClass, [BAG: legCount + 4 per leg, read
+    into ``contract.combo_legs``],
     deltaNeutral flag [+ conId, delta, price], genericTickList, snapshot, ..."""
     req_id = _int(fields, 1, "reqMktData ticker id")
     if len(fields) < 14:
@@ -253,7 +262,11 @@ def parse_req_mkt_data(fields: tuple[str, ...]) -> MarketDataRequest:
     contract = read_contract(FieldCursor(fields, "reqMktData", 2))
     index = 14
     if contract.sec_type == "BAG":
-        index += 1 + 4 * _int(fields, index, "combo leg count")
+        it = FieldCursor(fields, "reqMktData", index)
+        count = it.integer()
+        legs = tuple(read_market_data_leg(it) for _ in range(max(count, 0)))
+        contract = attrs.evolve(contract, combo_legs=legs)
+        index += 1 + 4 * len(legs)
     if index >= len(fields):
         raise RequestFieldError("reqMktData is missing its delta-neutral flag")
     index += 4 if fields[index] == "1" else 1
