@@ -30,6 +30,11 @@ subscribe would fail while the actor restarts. The :class:`EventBus` object is o
 runtime, not by the actor task; the actor shell :func:`run_event_bus` gives the bus its
 place in the supervision tree and answers :class:`BusStats`, so a restart of the shell ends
 no subscription.
+
+This module holds the hot path: :class:`EventBus` and :class:`Subscription` share private
+state so that a publish costs one ``_offer`` call per matching subscriber and nothing more.
+It re-exports the bus's other public names, its vocabulary (``bus_messages``) and its actor
+shell (``bus_shell``), so callers import everything of the bus from here.
 """
 
 from __future__ import annotations
@@ -38,11 +43,10 @@ import collections
 from collections.abc import AsyncIterator, Collection, Hashable
 from typing import Final, Generic, NoReturn, TypeVar, cast, overload
 
-import attrs
 import trio
 
-from .._errors import IBKRError
-from ..supervisor import Envelope, Mailbox, serve
+from .bus_messages import BusStats, EventBusStats, SubscriberOverflow
+from .bus_shell import run_event_bus
 
 __all__ = [
     "BusStats",
@@ -64,20 +68,6 @@ class _NothingPeeked:
 _NOTHING_PEEKED: Final = _NothingPeeked()
 
 
-class SubscriberOverflow(IBKRError):
-    """The subscriber fell more than its capacity of reliable events behind and was cut off.
-
-    The events it had not yet received are gone; it must resubscribe and resync.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        super().__init__(
-            f"subscriber fell more than {capacity} reliable events behind and was "
-            "disconnected; its pending events were discarded, resubscribe and resync"
-        )
-        self.capacity = capacity
-
-
 class _Slot:
     """A queued place for the latest event of one conflation key."""
 
@@ -86,22 +76,6 @@ class _Slot:
     def __init__(self, key: Hashable, event: object) -> None:
         self.key = key
         self.event = event
-
-
-@attrs.frozen
-class EventBusStats:
-    """Counters of an :class:`EventBus` since it was created."""
-
-    published: int
-    """Events handed to :meth:`EventBus.publish`."""
-    delivered: int
-    """Events taken by subscribers (one event to three subscribers counts three)."""
-    conflated: int
-    """Pending market-data events replaced by a newer one of the same key."""
-    overflow_disconnects: int
-    """Subscribers cut off with :class:`SubscriberOverflow`."""
-    subscribers: int
-    """Subscriptions currently attached."""
 
 
 class Subscription(Generic[EventT_co]):
@@ -402,29 +376,3 @@ def _kinds_tuple(kinds: type | Collection[type] | None) -> tuple[type, ...] | No
     if isinstance(kinds, type):  # one class (even an iterable one, like an Enum)
         return (kinds,)
     return tuple(kinds)
-
-
-# --- the actor shell ------------------------------------------------------------------
-
-
-@attrs.frozen
-class BusStats:
-    """Call: reply is an :class:`EventBusStats` (the runtime's ``stats`` asks this way)."""
-
-
-async def run_event_bus(
-    mailbox: Mailbox,
-    bus: EventBus,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Actor shell: answer :class:`BusStats` until the supervisor stops it.
-
-    The bus is passed in and survives the shell, so a restart keeps every subscription.
-    """
-
-    async def stats(message: BusStats, envelope: Envelope) -> EventBusStats:
-        return bus.stats()
-
-    task_status.started()
-    await serve(mailbox, {BusStats: stats})
