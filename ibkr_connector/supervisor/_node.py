@@ -11,7 +11,9 @@ and raises ``SupervisorEscalation`` to its parent.
 
 A node reaches the tree it runs in only through the ``TreeServices`` protocol of
 ``_interfaces`` (which ``_tree.Tree`` satisfies), so the dependency runs one way:
-``_child`` <- ``_interfaces`` <- ``_node`` <- ``_tree`` <- ``_supervisor``.
+``_child`` <- ``_interfaces`` <- ``_node`` <- ``_tree`` <- ``_supervisor``. The loop decides
+*when*; the rules over its list of children (``_siblings``) and the stop sequence of one
+child (``_stopping``) live below it, in that same one-way order.
 """
 
 from __future__ import annotations
@@ -23,31 +25,20 @@ from collections.abc import Awaitable, Callable
 import attrs
 import trio
 
-from ._child import ChildRecord, Incarnation, ReadyStatus, describe_error, run_incarnation
-from ._errors import (
-    ActorCrashed,
-    ActorNotRunning,
-    ChildRunning,
-    SupervisorEscalation,
-    UnknownChild,
-)
+from ._child import ChildRecord, Incarnation, ReadyStatus, run_incarnation
+from ._errors import ActorCrashed, ActorNotRunning, SupervisorEscalation, UnknownChild
 from ._events import ChildState, SupervisionEventKind
 from ._interfaces import Command, TreeServices
-from ._policy import (
-    ABNORMAL,
-    ExitKind,
-    RestartIntensity,
-    backoff_delay,
-    next_attempt,
-    should_restart,
+from ._policy import RestartIntensity, backoff_delay, next_attempt, should_restart
+from ._siblings import (
+    auto_shutdown_reason,
+    next_due,
+    plan_start,
+    require_stopped,
+    restart_group,
 )
-from ._spec import (
-    AutoShutdown,
-    Restart,
-    Strategy,
-    SupervisorSpec,
-    check_childspecs,
-)
+from ._spec import Restart, SupervisorSpec, check_childspecs
+from ._stopping import account, stop_all, stop_child
 
 Kind = SupervisionEventKind
 
@@ -120,7 +111,7 @@ class SupervisorNode:
                 self._nursery = nursery
                 nursery.start_soon(self._watch_stop, inc)
                 try:
-                    self._plan_all()
+                    plan_start(self.record.children, trio.current_time())
                     await self._start_due()
                     if not self._stopping:
                         task_status.started()
@@ -135,7 +126,8 @@ class SupervisorNode:
                     # Ending itself (gave up, auto_shutdown), a supervisor leaves its
                     # children's mailboxes open: its parent may restart it.
                     ends_itself = give_up is not None or inc.shutdown_note is not None
-                    await self._stop_all(final=inc.stop_final and not ends_itself)
+                    await stop_all(self._tree, self.name, self.record.children,
+                                   final=inc.stop_final and not ends_itself)
                     self._fail_commands()
                     nursery.cancel_scope.cancel()
         finally:
@@ -193,34 +185,10 @@ class SupervisorNode:
 
     # -- starting ----------------------------------------------------------------------
 
-    def _plan_all(self) -> None:
-        now = trio.current_time()
-        for child in self.record.children:
-            if child.terminated:
-                continue
-            child.due_at = now
-            child.state = ChildState.RESTARTING if child.launched else ChildState.STARTING
-
-    def _next_due(self, now: float) -> tuple[ChildRecord | None, float | None]:
-        """The next child to start now, else when to look again.
-
-        Under one_for_all and rest_for_one a child never starts while an earlier sibling
-        still waits to start: later children may depend on earlier ones.
-        """
-        wake: float | None = None
-        for child in self.record.children:
-            if child.due_at is None:
-                continue
-            if child.due_at <= now:
-                return child, None
-            wake = child.due_at if wake is None else min(wake, child.due_at)
-            if self.spec.strategy is not Strategy.ONE_FOR_ONE:
-                break
-        return None, wake
-
     async def _start_due(self) -> None:
         while not self._stopping:
-            child, wake = self._next_due(trio.current_time())
+            child, wake = next_due(self.spec.strategy, self.record.children,
+                                   trio.current_time())
             if child is None:
                 if wake is not None and wake not in self._timers:
                     self._timers.add(wake)
@@ -277,24 +245,11 @@ class SupervisorNode:
 
     # -- exits and restarts --------------------------------------------------------------
 
-    def _account(self, child: ChildRecord, inc: Incarnation, *, stopping: bool) -> str:
-        """Record how an incarnation ended (last_error, EXITED event); return the reason."""
-        inc.handled = True
-        if child.incarnation is inc:
-            child.incarnation = None
-        # Not RUNNING any more; the caller decides between RESTARTING and STOPPED.
-        child.state = ChildState.RESTARTING
-        reason = inc.reason(stopping)
-        if inc.error is not None and (inc.kind in ABNORMAL or inc.kind is ExitKind.SHUTDOWN):
-            child.last_error = describe_error(inc.error)
-        self._tree.emit(Kind.EXITED, self.name, child.name, reason)
-        return reason
-
     async def _on_exit(self, child: ChildRecord, inc: Incarnation) -> None:
         """A child ended on its own: restart it (and siblings) per spec, or give up."""
         if inc.handled or child.incarnation is not inc:
             return  # already accounted for by a stop we made
-        reason = self._account(child, inc, stopping=False)
+        reason = account(self._tree, self.name, child, inc, stopping=False)
         if inc.kind is None or not should_restart(child.spec.restart, inc.kind):
             child.terminated = child.spec.restart is Restart.TEMPORARY
             self._tree.mark_stopped(child, f"not restarted ({child.spec.restart.value}): "
@@ -306,11 +261,11 @@ class SupervisorNode:
         if not self._intensity.record(now):
             raise _GiveUp(child, reason, inc.error)
         delay = self._backoff(child, inc, now)
-        group = self._group(child)
+        group = restart_group(self.spec.strategy, self.record.children, child)
         for sibling in reversed(group):
             if sibling is not child and sibling.incarnation is not None:
                 temporary = sibling.spec.restart is Restart.TEMPORARY
-                await self._stop_child(sibling, final=temporary)
+                await stop_child(self._tree, self.name, sibling, final=temporary)
         why = f"{self.spec.strategy.value} after {child.name!r} exited ({reason})"
         for member in group:
             if member is not child and member.spec.restart is Restart.TEMPORARY:
@@ -324,25 +279,9 @@ class SupervisorNode:
 
     def _check_auto_shutdown(self, child: ChildRecord, reason: str) -> None:
         """A significant child ended for good by itself: end this supervisor if due."""
-        mode = self.spec.auto_shutdown
-        if mode is AutoShutdown.ALL_SIGNIFICANT and any(
-            c.spec.significant and c.state is not ChildState.STOPPED
-            for c in self.record.children
-        ):
-            return
-        if mode is not AutoShutdown.NEVER:
-            raise _AutoShutdown(
-                f"auto_shutdown {mode.value}: significant child {child.name!r} ended ({reason})"
-            )
-
-    def _group(self, child: ChildRecord) -> list[ChildRecord]:
-        """The children restarted together with ``child``, in start order."""
-        children = self.record.children
-        if self.spec.strategy is Strategy.ONE_FOR_ONE:
-            return [child]
-        if self.spec.strategy is Strategy.REST_FOR_ONE:
-            children = children[children.index(child):]
-        return [c for c in children if c is child or not c.terminated]
+        why = auto_shutdown_reason(self.spec.auto_shutdown, self.record.children, child, reason)
+        if why is not None:
+            raise _AutoShutdown(why)
 
     def _backoff(self, child: ChildRecord, inc: Incarnation, now: float) -> float:
         backoff = self.spec.backoff
@@ -352,36 +291,6 @@ class SupervisorNode:
         attempt = next_attempt(backoff, child.backoff_attempt, uptime)
         child.backoff_attempt = attempt + 1
         return backoff_delay(backoff, attempt, random.random())
-
-    # -- stopping ------------------------------------------------------------------------
-
-    async def _stop_child(self, child: ChildRecord, *, final: bool) -> None:
-        """Stop the running incarnation gracefully, then hard; cancel a pending start."""
-        child.due_at = None
-        inc = child.incarnation
-        if inc is None:
-            return
-        if not inc.handled:
-            inc.handled = True
-            if not inc.done.is_set():
-                timeout = child.spec.shutdown_timeout
-                if timeout > 0:
-                    inc.request_stop(final)
-                    with trio.move_on_after(timeout):
-                        await inc.done.wait()
-                if not inc.done.is_set():
-                    inc.kill_scope.cancel()
-                    await inc.done.wait()
-            self._account(child, inc, stopping=True)
-        child.incarnation = None
-
-    async def _stop_all(self, *, final: bool) -> None:
-        for child in reversed(self.record.children):
-            await self._stop_child(child, final=final)
-            if final:
-                self._tree.mark_stopped(child, "supervisor shutdown")
-            elif child.state is not ChildState.STOPPED:
-                child.state = ChildState.RESTARTING
 
     # -- operator commands ---------------------------------------------------------------
 
@@ -410,19 +319,19 @@ class SupervisorNode:
         if child is None or child not in self.record.children:
             raise UnknownChild("<deleted>" if child is None else child.name)
         if command.op == "force_restart":
-            await self._stop_child(child, final=False)
+            await stop_child(self._tree, self.name, child, final=False)
             self._tree.emit(Kind.RESTARTED, self.name, child.name, "requested by operator")
             await self._operator_start(child, "restart")
         elif command.op in ("restart", "start"):
-            _require_stopped(child, f"{command.op}_child")
+            require_stopped(child, f"{command.op}_child")
             await self._operator_start(child, command.op)
         elif command.op == "delete":
-            _require_stopped(child, "delete_child")
+            require_stopped(child, "delete_child")
             self.record.children.remove(child)
             self._tree.forget(child)
         else:
             child.terminated = True
-            await self._stop_child(child, final=True)
+            await stop_child(self._tree, self.name, child, final=True)
             self._tree.mark_stopped(child, "terminated by operator")
 
     async def _operator_start(self, child: ChildRecord, what: str) -> None:
@@ -431,13 +340,8 @@ class SupervisorNode:
         failed = await self._launch(child)
         if failed is None:
             return
-        reason = self._account(child, failed, stopping=False)
+        reason = account(self._tree, self.name, child, failed, stopping=False)
         child.terminated = True
         self._tree.mark_stopped(child, f"operator {what} failed: {reason}")
         raise ActorCrashed(child.name, reason) from failed.error
 
-
-def _require_stopped(child: ChildRecord, operation: str) -> None:
-    """OTP's ``{error, running}`` / ``{error, restarting}`` for a child that is not stopped."""
-    if child.state is not ChildState.STOPPED or child.incarnation is not None:
-        raise ChildRunning(child.name, child.state.value, operation)
