@@ -96,6 +96,7 @@ from .actors.order_ids import AllocateOrderIds, OrderIdBook, run_order_ids
 from .actors.orders import ORDER_PEERS, OrdersMemory, run_orders
 from .actors.pacing import PacingGovernor
 from .actors.ticket import Ticket
+from .actors.vertical_spread import vertical_combo, vertical_legs
 from .actors.watchdog import GetWatchdogStatus, KeepConnected, WatchdogStatus, run_watchdog
 from .config import IBKRConfig
 from .contracts import Index, Stock, describe, normalise_right
@@ -292,6 +293,24 @@ class Runtime:
             SubscribeTicker(contract, ticks, priority, wait), timeout=self._call_timeout())
         assert isinstance(ticker, Ticker)
         return ticker
+
+    @_ibkr_errors
+    async def subscribe_vertical_spread(
+        self, symbol: str, expiry: str, right: str, long_strike: float, short_strike: float,
+        *, exchange: str = "SMART", currency: str = "USD",
+    ) -> Ticker:
+        """A live `Ticker` for the combo `place_vertical_spread` would place with the same
+        arguments (buy ``long_strike``, sell ``short_strike``): its bid and ask are TWS's
+        quote of the BAG, the net of the legs' (negative for a credit). The legs are
+        resolved as for the order, with the same errors before the wire (`InvalidOrder`,
+        `UnknownContract`); the BAG's line is keyed by its legs, so the same spread twice
+        is one line. Release it with ``unsubscribe(ticker.contract)``. Cancelled or timed
+        out before it returns, it holds nothing (the legs' details stay cached)."""
+        long_query, short_query = vertical_legs(symbol, expiry, right, long_strike,
+                                                short_strike, exchange, currency)
+        long, short = await self.qualify(long_query), await self.qualify(short_query)
+        bag, _legs = vertical_combo(long, short, exchange, currency)
+        return await self.subscribe_ticker(bag)
 
     @_ibkr_errors
     async def unsubscribe(self, contract: Contract) -> None:

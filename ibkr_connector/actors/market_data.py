@@ -23,7 +23,8 @@ counter) is a `MarketDataMemory` owned by the runtime. Requests leave through ``
 This module is the actor itself: its handler table, the pumps that feed it from the bus,
 and its reactions to what TWS and the connection say. The work it hands on lives beside
 it: `market_data_lookups` (contracts and chains), `market_data_lines` (holding lines and
-routing ticks), `market_data_restore` (asking again after a loss) and `market_data_stale`.
+routing ticks), `market_data_combos` (a BAG's line, keyed by its legs: TWS gives no details
+for a combo), `market_data_restore` (asking again after a loss) and `market_data_stale`.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from typing import Any
 import trio
 
 from .._errors import IBKRError
+from ..contracts import ContractError
 from ..protocol.requests import (
     CancelMktData,
     CancelTickByTickData,
@@ -26,6 +27,7 @@ from ..protocol.requests import (
 from ..supervisor import NOREPLY, Envelope
 from ..ticker import Ticker, TickerState, apply_tick
 from .bus import EventBus
+from .market_data_combos import combo_info, combo_key, is_combo
 from .market_data_lookups import ContractLookups, Submit
 from .market_data_messages import (
     OpenTickByTick,
@@ -62,8 +64,13 @@ class MarketDataLines:
 
     async def subscribe(self, message: SubscribeTicker, envelope: Envelope) -> Ticker:
         ticks = ",".join(str(t) for t in sorted(set(message.generic_ticks)))
-        info = await self.contracts.resolve(message.contract)
-        key: Hashable = ("conid", info.con_id)
+        key: Hashable
+        if is_combo(message.contract):
+            # TWS gives no contract details for a BAG (321): its legs are its identity.
+            info, key = combo_info(message.contract), combo_key(message.contract)
+        else:
+            info = await self.contracts.resolve(message.contract)
+            key = ("conid", info.con_id)
         if envelope.abandoned:
             # The caller gave up while we resolved: hold nothing for nobody.
             raise MarketDataTimeout("the subscriber stopped waiting")
@@ -90,6 +97,11 @@ class MarketDataLines:
         await self.send_wants(wants)
 
     def _known_key(self, contract: Any) -> Hashable | None:
+        if is_combo(contract):
+            try:
+                return combo_key(contract)
+            except ContractError:
+                return None  # never a line
         if getattr(contract, "conId", 0):
             return ("conid", int(contract.conId))
         cached = self.memory.cache.details(contract)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import trio
-from ibapi.contract import ComboLeg, Contract
+from combo_helpers import bag
 
 from ibkr_connector.simulator import SimulatorConfig, open_simulator
 from ibkr_connector.simulator._market import SimMarket
@@ -27,18 +27,6 @@ def leg_ids(market: SimMarket, low: float = 500.0, high: float = 505.0,
     ids = [market.match(symbol="SPY", sec_type="OPT", expiry=EXPIRY, strike=k,
                         right=right)[0].con_id for k in (low, high)]
     return ids[0], ids[1]
-
-
-def bag(legs: list[tuple[int, int, str]]) -> Contract:
-    contract = Contract()
-    contract.symbol, contract.secType = "SPY", "BAG"
-    contract.exchange, contract.currency = "SMART", "USD"
-    contract.comboLegs = []
-    for con_id, ratio, action in legs:
-        leg = ComboLeg()
-        leg.conId, leg.ratio, leg.action, leg.exchange = con_id, ratio, action, "SMART"
-        contract.comboLegs.append(leg)
-    return contract
 
 
 def net(market: SimMarket, legs: list[tuple[int, int, str]]) -> tuple[float, float]:
