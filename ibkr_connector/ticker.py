@@ -193,7 +193,11 @@ def apply_tick(ticker: Ticker, event: object, now: float) -> bool:
         field = _PRICE_FIELDS.get(event.tick_type)
         if field is None:
             return False
-        setattr(ticker, field, _price(event.price))
+        # REAL-TWS: -1 with a positive size is a quote (a combo's net can be -1.00);
+        # -1 with no size is "no data".
+        size = event.size
+        quoted = event.price == -1 and size is not None and size > 0 and size != UNSET_DECIMAL
+        setattr(ticker, field, event.price if quoted else _price(event.price))
         size_field = _SIZE_OF_PRICE.get(event.tick_type)
         if event.size is not None and size_field is not None:
             setattr(ticker, size_field, _size(event.size))

@@ -5,6 +5,7 @@ against the simulator (the unmodified ibapi client inside the runtime)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,10 @@ from test_market_data_health import runtime_for
 from ibkr_connector.actors.market_data_messages import SubscriptionRestored, UnknownContract
 from ibkr_connector.actors.orders_messages import InvalidOrder
 from ibkr_connector.contracts import ContractError
+from ibkr_connector.protocol import events as ev
 from ibkr_connector.runtime import Runtime
 from ibkr_connector.simulator import TwsSimulator
-from ibkr_connector.ticker import Ticker, TickerState
+from ibkr_connector.ticker import Ticker, TickerState, apply_tick
 
 SPY = 756733
 REQ_MKT_DATA, REQ_CONTRACT_DATA = 1, 9
@@ -183,3 +185,13 @@ async def test_bad_spread_input_is_the_same_typed_error_as_for_the_order(
         await runtime.place_vertical_spread(**call, quantity=1,  # type: ignore[arg-type]
                                             limit_price=1.0)
     assert bag_requests(sim, REQ_MKT_DATA) == 0
+
+
+def test_a_combo_priced_at_minus_one_with_a_size_is_a_quote_not_no_data() -> None:
+    """TWS's "no data" is -1 with size 0; a credit spread can be bid at exactly -1.00."""
+    ticker = Ticker(bag([(SPY, 1, "BUY"), (320227571, 1, "SELL")]))
+    apply_tick(ticker, ev.TickPrice(1, 1, -1.0, size=Decimal(7)), 0.0)
+    apply_tick(ticker, ev.TickPrice(1, 2, -0.95, size=Decimal(4)), 0.0)
+    assert (ticker.bid, ticker.ask, ticker.bid_size) == (-1.0, -0.95, Decimal(7))
+    apply_tick(ticker, ev.TickPrice(1, 1, -1.0, size=Decimal(0)), 0.0)
+    assert ticker.bid is None  # and with size 0 it is still "no quote"
