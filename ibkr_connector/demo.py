@@ -2,7 +2,7 @@
 
 No TWS needed: it starts the bundled simulator on a free loopback port, runs the supervised
 runtime against it, and narrates what a user would otherwise have to take on trust — an
-option chain with live greeks and a vertical spread's net greeks, a TWS
+option chain with live greeks, a vertical spread's net greeks and its combo quote, a TWS
 restart recovered, a crashing actor restarted by its supervisor, an operator restart through
 the control socket, and a clean shutdown with no thread left behind.
 """
@@ -91,7 +91,16 @@ async def _show_market_data(runtime: Runtime) -> None:
 
 async def _show_trading(runtime: Runtime, chain: OptionChain, expiry: str, low: float,
                         high: float) -> None:
-    """whatIf a vertical spread, place it marketable and see it fill, cancel another."""
+    """Quote a vertical spread as one combo, whatIf it, place it marketable and see it
+    fill, cancel another."""
+    spread = await runtime.subscribe_vertical_spread("SPY", expiry, "C", low, high)
+    with trio.fail_after(10):
+        async for _ in spread.updates():
+            if spread.bid is not None and spread.ask is not None:
+                break
+    say("quote", f"vertical {low:g}/{high:g} as one combo line: bid {spread.bid:.2f}, "
+                 f"ask {spread.ask:.2f} (the net of its legs' quotes)")
+    await runtime.unsubscribe(spread.contract)
     long_leg, short_leg = chain.ticker(expiry, low, "C"), chain.ticker(expiry, high, "C")
     assert long_leg.ask is not None and short_leg.bid is not None
     debit = math.ceil((long_leg.ask - short_leg.bid) * 100) / 100  # pay up to the far side

@@ -195,3 +195,14 @@ def test_a_combo_priced_at_minus_one_with_a_size_is_a_quote_not_no_data() -> Non
     assert (ticker.bid, ticker.ask, ticker.bid_size) == (-1.0, -0.95, Decimal(7))
     apply_tick(ticker, ev.TickPrice(1, 1, -1.0, size=Decimal(0)), 0.0)
     assert ticker.bid is None  # and with size 0 it is still "no quote"
+
+
+async def test_a_leg_tws_does_not_know_fails_the_ticker_with_200(
+    runtime: Runtime, sim: TwsSimulator, io_clock: trio.testing.MockClock
+) -> None:
+    ticker = await runtime.subscribe_ticker(bag([(SPY, 1, "BUY"), (12345, 1, "SELL")]))
+    with trio.fail_after(10):
+        while ticker.state is not TickerState.FAILED:
+            await trio.sleep(0.05)
+    assert ticker.error is not None and ticker.error.startswith("200")
+    assert sim.live_subscriptions() == frozenset()
