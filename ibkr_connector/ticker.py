@@ -193,8 +193,8 @@ def apply_tick(ticker: Ticker, event: object, now: float) -> bool:
         field = _PRICE_FIELDS.get(event.tick_type)
         if field is None:
             return False
-        # REAL-TWS: -1 with a positive size is a quote (a combo's net can be -1.00);
-        # -1 with no size is "no data".
+        # A combo's net can be -1.00: the size tells a quote from TWS's "no data".
+        # REAL-TWS: a tickPrice of -1 with a positive size is a quote, with size 0 no data
         size = event.size
         quoted = event.price == -1 and size is not None and size > 0 and size != UNSET_DECIMAL
         setattr(ticker, field, event.price if quoted else _price(event.price))

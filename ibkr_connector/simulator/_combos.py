@@ -69,6 +69,7 @@ def combo_quote(market: SimMarket, legs: tuple[ComboLeg, ...]
     """(bid, ask, bid size, ask size) of a combo now, from its legs' quotes; None while a
     leg has no two-sided quote. Buying the combo at its ask buys each BUY leg at its ask
     and sells each SELL leg at its bid; selling it at its bid does the opposite."""
+    # REAL-TWS: a combo's bid/ask is the net of its legs' far sides; sizes the least leg's
     bid = ask = 0.0
     bid_size = ask_size = None
     for leg in legs:
