@@ -228,3 +228,26 @@ async def test_updates_go_on_until_every_fill_has_its_commission(
         book.on_commission("e1", 1.0)  # after the Filled status, as TWS sends it
     assert seen[-1] == ("Filled", 1.0)
     assert not trade.commissions_pending
+
+
+def _at(exec_id: str, time: str, order_id: int = 5) -> ev.ExecDetails:
+    event = execution(exec_id, order_id)
+    event.execution.time = time
+    return event
+
+
+def test_executions_are_asked_again_from_the_last_one_seen_before_the_link_dropped() -> None:
+    book, _trade = book_with()
+    book.on_execution(_at("e1", "20260101 10:00:00 UTC"), 0.0)
+    assert book.exec_complete_until == "20260101 10:00:00 UTC"
+    book.link_lost()
+    # After the reconnect a later order fills live, before reconciliation has asked TWS:
+    # a fill made while the link was down (or of an order whose ack was lost) can be
+    # older than this one, so the window must not move past the drop.
+    book.on_execution(_at("e2", "20260101 10:05:00 UTC", order_id=6), 0.0)
+    assert book.exec_complete_until == "20260101 10:00:00 UTC"
+    book.begin_reconciliation()
+    book.finish_reconciliation(1.0)  # TWS's answers were complete: the gap is closed
+    assert book.exec_complete_until == "20260101 10:05:00 UTC"
+    book.on_execution(_at("e3", "20260101 10:06:00 UTC", order_id=6), 0.0)
+    assert book.exec_complete_until == "20260101 10:06:00 UTC"

@@ -135,3 +135,16 @@ def test_a_rejected_order_whose_answer_was_lost_is_not_working() -> None:
         SimStep(0.0, Place(1, resting=False)),
     )
     simulate(schedule, seed=1)
+
+
+def test_a_fill_older_than_one_seen_live_is_still_recovered() -> None:
+    # Found by hypothesis: the first order's ack was lost with the connection (TWS filled
+    # it), the second order filled live after the reconnect, and reconciliation then
+    # asked TWS for executions since that later fill: the first order's fill fell outside
+    # the window and the order was declared NotPlaced while TWS had filled it.
+    schedule = (
+        SimStep(0.0, Subscribe("SPY")), SimStep(0.0, CrashConnection()),
+        SimStep(0.0, LoseNextAck()), SimStep(0.0, Place(1, resting=False)),
+        SimStep(0.0, Place(1, resting=False)),
+    )
+    simulate(schedule, seed=1)

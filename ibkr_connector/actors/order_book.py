@@ -86,7 +86,14 @@ class OrderBook:
     fills: dict[str, Fill] = attrs.Factory(dict)
     unresolved: set[TradeKey] = attrs.Factory(set)
     """Own orders whose delivery is unknown, waiting for a complete reconciliation."""
-    last_exec_time: str = ""
+    exec_complete_until: str = ""
+    """Every execution at or after this time (TWS's text) may be missing: the time of the
+    last one seen while the link had not dropped since the last complete reconciliation.
+    Reconciliation asks TWS for executions from here: a fill later than some fill seen
+    live can still be one we missed (an order whose ack was lost, filled before a later
+    order's fill arrived live), so the latest fill seen is not a safe start."""
+    _latest_exec_time: str = ""
+    _exec_gap: bool = False  # the link dropped since the last complete reconciliation
     placed: int = 0
     reconciliations: int = 0
     _holdings: dict[tuple[str, int], _Holding] = attrs.Factory(dict)
@@ -172,7 +179,9 @@ class OrderBook:
                     Decimal(ex.shares), float(ex.price), ex.time,
                     self._commissions.pop(ex.execId, None))
         self.fills[fill.exec_id] = fill
-        self.last_exec_time = max(self.last_exec_time, fill.time)
+        self._latest_exec_time = max(self._latest_exec_time, fill.time)
+        if not self._exec_gap:
+            self.exec_complete_until = self._latest_exec_time
         # REAL-TWS: a combo fill arrives per leg plus one BAG-level execDetails
         if fill.sec_type != "BAG":
             holding = self._holdings.setdefault(
@@ -258,6 +267,11 @@ class OrderBook:
 
     # -- reconciliation --------------------------------------------------------------------
 
+    def link_lost(self) -> None:
+        """The link to TWS (or TWS's to IB) dropped: executions may be missed from now on,
+        until a reconciliation round completes."""
+        self._exec_gap = True
+
     def begin_reconciliation(self) -> None:
         """TWS is about to list every open order: remember which ones it names, and which
         own orders wait for its word: those of unknown delivery, and those written with
@@ -274,6 +288,9 @@ class OrderBook:
         seen = self._open_seen or set()
         self._open_seen = None
         self.reconciliations += 1
+        # TWS's answers were complete: nothing before the latest fill is missing now.
+        self._exec_gap = False
+        self.exec_complete_until = self._latest_exec_time
         adopted, not_placed = [], []
         for key in sorted(self.unresolved):
             trade = self.trades[key]

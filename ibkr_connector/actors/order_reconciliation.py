@@ -8,8 +8,10 @@ demand. One round is:
    from TWS yet (their answer may have been lost with the link);
 2. ``reqAllOpenOrders``: every open order of every client, then ``openOrderEnd`` (the
    book adopts what it did not know; other clients' orders read-only);
-3. ``reqExecutions`` since the last execution seen, then ``execDetailsEnd``: fills made
-   while the link was down arrive here, and one seen before is counted once (by execId);
+3. ``reqExecutions`` from the last execution seen before the link first dropped (not the
+   latest one seen: a later order's fill may have arrived live before this round), then
+   ``execDetailsEnd``: fills made while the link was down arrive here, and one seen
+   before is counted once (by execId);
    an order whose executions add up to its quantity is ``Filled``;
 4. ``reqCompletedOrders``: how the orders TWS no longer lists ended (cancelled or made
    inactive while the link was down), matched by permId;
@@ -133,7 +135,7 @@ class Reconciler:
         req_id = next(self.req_ids)
         end = self._exec_ends[req_id] = trio.Event()
         try:
-            await self._send(ReqExecutions(req_id, since=self.book.last_exec_time))
+            await self._send(ReqExecutions(req_id, since=self.book.exec_complete_until))
             await self._answer(end)
         finally:
             del self._exec_ends[req_id]

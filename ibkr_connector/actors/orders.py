@@ -51,6 +51,7 @@ from .connection_messages import (
     ConnectionStatus,
     ErrorOccurred,
     GetStatus,
+    LinkLost,
 )
 from .limiter import DeliveryUnknown, submit_through
 from .order_book import OrderBook
@@ -87,7 +88,7 @@ log = logging.getLogger(__name__)
 ORDER_EVENTS: tuple[type, ...] = (
     ev.OpenOrder, ev.OrderStatus, ev.ExecDetails, ev.ExecDetailsEnd, ev.OpenOrderEnd,
     ev.WrapperCallback, ErrorOccurred, ConnectionEstablished, ConnectionRecovered,
-    RestoreRequested, ConnectionLost,
+    RestoreRequested, ConnectionLost, LinkLost,
 )
 #: The actors it talks to, by name (``addresses`` in `run_orders`).
 ORDER_PEERS = ("limiter", "audit", "order_ids", "market_data", "connection")
@@ -259,6 +260,8 @@ class OrdersActor:
             self.reconciler.executions_ended(event.req_id)
         elif isinstance(event, ErrorOccurred):
             self.on_error(event, now)
+        if isinstance(event, ConnectionLost | LinkLost):
+            book.link_lost()
         if isinstance(event, ConnectionLost):
             self.reconciler.interrupt()
         if isinstance(event, ConnectionEstablished | ConnectionRecovered):
