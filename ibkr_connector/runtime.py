@@ -665,9 +665,10 @@ class Runtime:
             "data_farms": {name: state.value for name, state in sorted(c.farms.items())},
         }
 
-    async def _session_number(self) -> int | None:
-        """The connection's session (its reconnect count) while its socket is up (1100
-        included: TWS keeps the lines), else None."""
+    async def _session_number(self) -> tuple[int, int] | None:
+        """The connection's session (its reconnect count, and how many 1101s have voided
+        the market data) while its socket is up (1100 included: TWS keeps the lines),
+        else None."""
         try:
             with translate_supervisor_errors():
                 status = await self._connection.call(conn.GetStatus(), timeout=5.0)
@@ -675,7 +676,7 @@ class Runtime:
             return None
         assert isinstance(status, conn.ConnectionStatus)
         up = (conn.ConnectionState.CONNECTED, conn.ConnectionState.LINK_DOWN)
-        return status.reconnects if status.state in up else None
+        return (status.reconnects, status.data_resets) if status.state in up else None
 
     async def _link_is_up(self) -> bool:
         try:

@@ -286,6 +286,7 @@ class ConnectionActor:
             accounts=handshake.accounts,
             next_order_id=handshake.next_order_id,
             connection_time=session.connection_time or "",
+            data_resets=self.memory.data_resets,
         )
         if recovered:
             log.info("reconnected to TWS (server version %s, reconnect #%d)",
@@ -349,6 +350,7 @@ class ConnectionActor:
             order_ack_p99_ms=self.metrics.ack_ms(0.99),
             farms=dict(self.farms),
             upstream_degraded=self.upstream_degraded,
+            data_resets=self.memory.data_resets,
         )
 
     # -- the inbound side -------------------------------------------------------------------------

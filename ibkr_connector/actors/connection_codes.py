@@ -107,7 +107,10 @@ def _link_restored(actor: ConnectionActor, session: TwsSession, handshake: Hands
     if not actor.machine.link_restored(current=_current(actor, session)):
         return
     actor.upstream_degraded = False
-    actor.emit(LinkRestored(info.strategy is S.RESTORE_SUBSCRIPTIONS, info.meaning))
+    data_lost = info.strategy is S.RESTORE_SUBSCRIPTIONS
+    if data_lost:
+        actor.memory.data_resets += 1
+    actor.emit(LinkRestored(data_lost, info.meaning, actor.memory.data_resets))
 
 
 def _farm_notice(actor: ConnectionActor, session: TwsSession, handshake: Handshake,

@@ -68,6 +68,9 @@ class ConnectionEstablished:
     accounts: tuple[str, ...]
     next_order_id: int
     connection_time: str
+    # How many 1101s (TWS lost its market data) so far: with the reconnect count, it names
+    # the "data session" whose lines TWS still holds (see ConnectionStatus.data_resets).
+    data_resets: int = 0
 
 
 @attrs.frozen
@@ -78,6 +81,7 @@ class ConnectionRecovered:
     next_order_id: int
     connection_time: str
     reconnects: int
+    data_resets: int = 0
 
 
 @attrs.frozen
@@ -100,6 +104,7 @@ class LinkRestored:
 
     data_lost: bool
     message: str
+    data_resets: int = 0  # counting this one, if it is a 1101
 
 
 @attrs.frozen
@@ -191,3 +196,7 @@ class ConnectionStatus:
     # 2110: TWS's own link to IB's servers is degraded (TWS restores it itself); cleared
     # by 1101/1102, a farm's OK notice, or a new session.
     upstream_degraded: bool = False
+    # 1101s (TWS's link back, its market data lost) over the runtime's life: each one, like
+    # a new session, leaves TWS with none of our lines. An actor that was stopped over one
+    # learns of it here (the event went by unseen).
+    data_resets: int = 0

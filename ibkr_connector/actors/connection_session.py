@@ -68,6 +68,7 @@ class ConnectionMemory:
     wanted: bool = False
     ever_connected: bool = False
     reconnects: int = 0
+    data_resets: int = 0  # 1101s seen
 
 
 @attrs.define

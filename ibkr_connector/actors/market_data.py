@@ -128,7 +128,7 @@ class MarketDataActor:
             self._on_error(event)
         elif isinstance(event, ConnectionEstablished | ConnectionRecovered):
             lines.link_up = True
-            self.memory.session = getattr(event, "reconnects", 0)
+            self.memory.session = (getattr(event, "reconnects", 0), event.data_resets)
         elif isinstance(event, ConnectionLost):
             lines.link_up = False
             self.memory.delayed_session = False
@@ -138,6 +138,8 @@ class MarketDataActor:
         elif isinstance(event, LinkRestored):
             lines.link_up = True
             if event.data_lost:
+                if self.memory.session is not None:
+                    self.memory.session = (self.memory.session[0], event.data_resets)
                 asked = [line.req_id for line in self.memory.lines if line.req_id is not None]
                 forget_all(lines, "TWS lost its market data (1101)")
                 # Not only on the watchdog's RestoreRequested: a watchdog stopped over the
@@ -195,14 +197,15 @@ async def run_market_data(
     bus: EventBus,
     submit: Submit,
     is_connected: Callable[[], Awaitable[bool]],
-    session: Callable[[], Awaitable[int | None]] | None = None,
+    session: Callable[[], Awaitable[tuple[int, int] | None]] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The supervised actor: serve the market-data calls; keep lines alive.
 
-    ``session`` says which session the connection is on (its reconnect count; None while
-    down): a session replaced while this actor was stopped left TWS with none of the
-    lines, and only the source can say so (the edges went by unseen)."""
+    ``session`` says which session the connection is on (its reconnect count and its
+    1101 count; None while down): a session replaced, or a 1101, while this actor was
+    stopped left TWS with none of the lines, and only the source can say so (the edges
+    went by unseen)."""
     ticks = bus.subscribe(_TICK_EVENTS, capacity=100_000)
     stream_ticks = bus.subscribe(_STREAM_EVENTS, capacity=100_000, conflate=False)
     control = bus.subscribe(_CONTROL_EVENTS, capacity=100_000)

@@ -34,9 +34,10 @@ def forget_all(lines: MarketDataLines, why: str) -> None:
     mark_stale(memory.lines, lines.bus, f"stale: {why}")
 
 
-def session_replaced(lines: MarketDataLines, session: int | None) -> None:
-    """On start: TWS's session is not the one the lines were asked in (it was lost,
-    and maybe restored, while this actor was stopped): TWS has none of them."""
+def session_replaced(lines: MarketDataLines, session: tuple[int, int] | None) -> None:
+    """On start: TWS's session is not the one the lines were asked in (it was lost, and
+    maybe restored, or TWS lost its market data in a 1101, while this actor was
+    stopped): TWS has none of them."""
     memory = lines.memory
     if session != memory.session:
         memory.session = session

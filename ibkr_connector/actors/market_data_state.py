@@ -117,8 +117,8 @@ class MarketDataMemory:
     streams: LineBook[_Stream] = attrs.field(init=False)
     cache: ContractCache = attrs.field(init=False)
     delayed_session: bool = False
-    #: The connection's session (reconnect count) the lines were asked in; None: none yet.
-    session: int | None = None
+    #: The session (reconnect count, 1101 count) the lines were asked in; None: none yet.
+    session: tuple[int, int] | None = None
     farms_down: set[str] = attrs.Factory(set)
     ticks: RateMeter = attrs.Factory(RateMeter)
     _ids: Iterator[int] = attrs.Factory(lambda: itertools.count(_FIRST_REQUEST_ID))
