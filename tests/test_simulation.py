@@ -90,6 +90,8 @@ def test_a_subscription_racing_a_drop_leaves_no_line_behind() -> None:
     200358,  # a line asked just before a late 1101 stayed live at TWS beside its new id
     5004895,  # market_data stopped over a 1101: it came back believing TWS held its line
     5008051,  # the same after a crash of the connection and a lost order ack
+    7001549,  # an unsubscribe while the limiter was stopped: its cancel was dropped, the
+    7001666,  # line stayed live at TWS for good (twice, with different faults around it)
 ])
 def test_found_by_the_soak(seed: int) -> None:
     simulate_seed(seed)

@@ -122,7 +122,9 @@ class MarketDataLines:
                 if not await self.submit_for_session(request):
                     continue
             except IBKRError as exc:
-                if not want.cancel:
+                if want.cancel:
+                    self.memory.unsent_cancels[want.req_id] = request
+                else:
                     self.fail_line(want.req_id, 0, f"not sent: {type(exc).__name__}")
                 continue
             if not want.cancel:
@@ -191,9 +193,22 @@ class MarketDataLines:
             if not await self.submit_for_session(request):
                 return
         except IBKRError:
+            if want.cancel:
+                self.memory.unsent_cancels[want.req_id] = request
             return
         if not want.cancel:
             stream.sent = want.req_id
+
+    async def send_unsent_cancels(self) -> None:
+        """Send again the cancels that could not go out. Until they do, TWS streams to a
+        line nobody reads and counts it against the line limit."""
+        cancels = self.memory.unsent_cancels
+        for req_id, request in list(cancels.items()):
+            try:
+                await self.submit_for_session(request)  # False: TWS forgot the line anyway
+            except IBKRError:
+                return  # still no way to the wire: the next round tries again
+            cancels.pop(req_id, None)
 
     def stream_refused(self, req_id: int, code: int, meaning: str) -> None:
         """TWS refused a tick-by-tick stream (if ``req_id`` is one): end its readers'."""

@@ -27,6 +27,7 @@ def forget_all(lines: MarketDataLines, why: str) -> None:
     """TWS has none of the lines: abandon unwritten requests and mark the tickers stale."""
     memory = lines.memory
     lines.abandon_unwritten()
+    memory.unsent_cancels.clear()  # TWS holds none of the lines they were for
     memory.lines.forget_all()
     memory.streams.forget_all()
     for line in memory.lines:

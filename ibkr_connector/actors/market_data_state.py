@@ -120,6 +120,9 @@ class MarketDataMemory:
     #: The session (reconnect count, 1101 count) the lines were asked in; None: none yet.
     session: tuple[int, int] | None = None
     farms_down: set[str] = attrs.Factory(set)
+    #: Cancels of lines and streams TWS still holds that could not be sent (the limiter
+    #: stopped, say), by request id: sent again until they go out or TWS forgets the lines.
+    unsent_cancels: dict[int, Any] = attrs.Factory(dict)
     ticks: RateMeter = attrs.Factory(RateMeter)
     _ids: Iterator[int] = attrs.Factory(lambda: itertools.count(_FIRST_REQUEST_ID))
     _stream_ids: Iterator[int] = attrs.Factory(lambda: itertools.count(1))
