@@ -107,6 +107,7 @@ from .protocol.requests import CancelOrder, PlaceOrder, Request, RequestError
 from .supervisor import (
     ChildInfo,
     ChildSpec,
+    PendingCall,
     Registry,
     Restart,
     Strategy,
@@ -424,21 +425,24 @@ class Runtime:
         ticket = message.ticket
         assert ticket is not None
         timeout = self._order_call_timeout()
-        pending = await self._orders_memory.address.send_call(message)
-        # An answer (or a crash) ends the call: if nothing claimed the order by then,
-        # nothing will, and the wait below must end.
-        pending.when_settled(ticket.close)
+        address = self._orders_memory.address
+        pending: PendingCall | None = None
         # Cancellable (and bounded) only while nothing claimed the order; abandoning the
         # ticket then stops the placement before the wire (recorded abandoned, never sent).
         with trio.move_on_after(timeout) as scope:
+            pending = await address.send_call(message)
+            # An answer (or a crash) ends the call: if nothing claimed the order by then,
+            # nothing will, and the wait below must end.
+            pending.when_settled(ticket.close)
             try:
                 await ticket.settled()
             except BaseException:
                 pending.abandon()
                 raise
-        if scope.cancelled_caught:  # the deadline passed with the order never claimed
-            pending.abandon()
-            raise RuntimeCallTimeout(self._orders_memory.address.name, timeout)
+        if scope.cancelled_caught or pending is None:  # never claimed within the deadline
+            if pending is not None:
+                pending.abandon()
+            raise RuntimeCallTimeout(address.name, timeout)
         # Claimed, or over: the answer comes whatever happens to the caller's scope (its
         # cancellation takes effect at the next checkpoint after this call).
         with trio.CancelScope(shield=True):
