@@ -96,8 +96,8 @@ log = logging.getLogger(__name__)
 KNOWN_GENERIC_TICKS = frozenset({100, 101, 104, 105, 106, 165, 221, 225, 233, 236, 258, 293,
                                  294, 295, 318, 411, 456})
 
-# How often cancels that could not be sent are tried again (seconds).
-_CANCEL_RETRY = 1.0
+# How often requests that could not be sent are tried again (seconds).
+_RETRY_UNSENT = 1.0
 _TICK_EVENTS = (ev.TickPrice, ev.TickSize, ev.TickGeneric, ev.TickOptionComputation,
                 ev.MarketDataType)
 _STREAM_EVENTS = (ev.TickByTickAllLast, ev.TickByTickBidAsk, ev.TickByTickMidPoint)
@@ -219,7 +219,7 @@ async def run_market_data(
             nursery.start_soon(_pump, stream_ticks, actor.lines.on_stream_tick)
             nursery.start_soon(_pump, control, actor.on_control)
             nursery.start_soon(watch_staleness, memory, bus, actor.settings.stale_after)
-            nursery.start_soon(_retry_unsent_cancels, actor.lines)
+            nursery.start_soon(_retry_unsent, actor.lines)
             if session is not None:
                 session_replaced(actor.lines, await session())
             if actor.lines.link_up:
@@ -230,13 +230,15 @@ async def run_market_data(
             nursery.cancel_scope.cancel()
 
 
-async def _retry_unsent_cancels(lines: MarketDataLines) -> None:
-    """Once a second, send the cancels that could not go out (found by the soak: a line
-    unsubscribed while the limiter was stopped stayed live at TWS for good)."""
+async def _retry_unsent(lines: MarketDataLines) -> None:
+    """Once a second, send the line requests and cancels that could not go out (found by
+    the soak: with the limiter stopped, a restore failed its ticker for good and an
+    unsubscribed line stayed live at TWS for good)."""
     while True:
-        await trio.sleep(_CANCEL_RETRY)
-        if lines.memory.unsent_cancels and lines.link_up:
-            await lines.send_unsent_cancels()
+        await trio.sleep(_RETRY_UNSENT)
+        memory = lines.memory
+        if (memory.unsent_asks or memory.unsent_cancels) and lines.link_up:
+            await lines.send_unsent()
 
 
 async def _pump_ticks(subscription: Any, lines: MarketDataLines) -> None:

@@ -24,7 +24,7 @@ from ..protocol.requests import (
     ReqTickByTickData,
     Request,
 )
-from ..supervisor import NOREPLY, Envelope
+from ..supervisor import NOREPLY, Envelope, SupervisorError
 from ..ticker import Ticker, TickerState, apply_tick
 from .bus import EventBus
 from .market_data_combos import combo_info, combo_key, is_combo
@@ -124,6 +124,11 @@ class MarketDataLines:
             except IBKRError as exc:
                 if want.cancel:
                     self.memory.unsent_cancels[want.req_id] = request
+                elif isinstance(exc, SupervisorError):
+                    # The limiter was down, not TWS refusing: ask again once it is back
+                    # (found by the soak: a restore during an operator's stop of the
+                    # limiter failed the ticker for good).
+                    self.memory.unsent_asks[want.req_id] = (want.line.key, request)
                 else:
                     self.fail_line(want.req_id, 0, f"not sent: {type(exc).__name__}")
                 continue
@@ -199,9 +204,23 @@ class MarketDataLines:
         if not want.cancel:
             stream.sent = want.req_id
 
-    async def send_unsent_cancels(self) -> None:
-        """Send again the cancels that could not go out. Until they do, TWS streams to a
-        line nobody reads and counts it against the line limit."""
+    async def send_unsent(self) -> None:
+        """Send again the requests that could not go out: line requests whose line still
+        wants that id, then cancels (until they go out, TWS streams to a line nobody reads
+        and counts it against the line limit)."""
+        asks, lines = self.memory.unsent_asks, self.memory.lines
+        for req_id, (key, request) in list(asks.items()):
+            line = lines.get(key)
+            if line is None or line.req_id != req_id:
+                asks.pop(req_id, None)  # released or asked anew since: not wanted
+                continue
+            try:
+                written = await self.submit_for_session(request)
+            except IBKRError:
+                return  # still no way to the wire: the next round tries again
+            asks.pop(req_id, None)
+            if written and line.req_id == req_id:
+                line.payload.sent = req_id
         cancels = self.memory.unsent_cancels
         for req_id, request in list(cancels.items()):
             try:

@@ -28,6 +28,7 @@ def forget_all(lines: MarketDataLines, why: str) -> None:
     memory = lines.memory
     lines.abandon_unwritten()
     memory.unsent_cancels.clear()  # TWS holds none of the lines they were for
+    memory.unsent_asks.clear()  # the restore asks anew, under new ids
     memory.lines.forget_all()
     memory.streams.forget_all()
     for line in memory.lines:

@@ -9,7 +9,7 @@ actor must not make TWS's lines unknown to us, nor hand out a request id twice.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,10 @@ class MarketDataMemory:
     #: Cancels of lines and streams TWS still holds that could not be sent (the limiter
     #: stopped, say), by request id: sent again until they go out or TWS forgets the lines.
     unsent_cancels: dict[int, Any] = attrs.Factory(dict)
+    #: Line requests that could not be sent because the way to the wire was down (the
+    #: limiter stopped or restarting), by request id, with their line's key: sent again
+    #: while the line still wants that id. A line is not failed for an outage of ours.
+    unsent_asks: dict[int, tuple[Hashable, Any]] = attrs.Factory(dict)
     ticks: RateMeter = attrs.Factory(RateMeter)
     _ids: Iterator[int] = attrs.Factory(lambda: itertools.count(_FIRST_REQUEST_ID))
     _stream_ids: Iterator[int] = attrs.Factory(lambda: itertools.count(1))
