@@ -234,10 +234,13 @@ async def _retry_unsent(lines: MarketDataLines) -> None:
     """Once a second, send the line requests and cancels that could not go out (found by
     the soak: with the limiter stopped, a restore failed its ticker for good and an
     unsubscribed line stayed live at TWS for good)."""
+    memory = lines.memory
     while True:
+        if not (memory.unsent_asks or memory.unsent_cancels):
+            lines.unsent_added = trio.Event()
+            await lines.unsent_added.wait()
         await trio.sleep(_RETRY_UNSENT)
-        memory = lines.memory
-        if (memory.unsent_asks or memory.unsent_cancels) and lines.link_up:
+        if lines.link_up:
             await lines.send_unsent()
 
 

@@ -59,6 +59,10 @@ class MarketDataLines:
         # nobody knows (found by the simulation: a subscribe racing a drop, a restore cut
         # short by a crash).
         self._unwritten: set[trio.CancelScope] = set()
+        # Set when a request could not be sent (see `send_unsent`): wakes the retry loop,
+        # which otherwise sleeps without a timer (a timer per second would keep a virtual
+        # clock from jumping).
+        self.unsent_added = trio.Event()
 
     # -- tickers -------------------------------------------------------------------------
 
@@ -124,11 +128,13 @@ class MarketDataLines:
             except IBKRError as exc:
                 if want.cancel:
                     self.memory.unsent_cancels[want.req_id] = request
+                    self.unsent_added.set()
                 elif isinstance(exc, SupervisorError):
                     # The limiter was down, not TWS refusing: ask again once it is back
                     # (found by the soak: a restore during an operator's stop of the
                     # limiter failed the ticker for good).
                     self.memory.unsent_asks[want.req_id] = (want.line.key, request)
+                    self.unsent_added.set()
                 else:
                     self.fail_line(want.req_id, 0, f"not sent: {type(exc).__name__}")
                 continue
@@ -200,6 +206,7 @@ class MarketDataLines:
         except IBKRError:
             if want.cancel:
                 self.memory.unsent_cancels[want.req_id] = request
+                self.unsent_added.set()
             return
         if not want.cancel:
             stream.sent = want.req_id
