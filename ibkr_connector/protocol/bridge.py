@@ -96,7 +96,6 @@ class EventBridge(EWrapper):  # type: ignore[misc]
     ) -> None:
         super().__init__()
         self._token = token if token is not None else trio.lowlevel.current_trio_token()
-        self._trio_thread = threading.get_ident()  # created inside Trio (see above)
         self._events: list[ev.TwsEvent] = []
         self._append = self._events.append
         # Held while a wake-up is pending or the consumer is awake: taking it is the only way
@@ -132,11 +131,6 @@ class EventBridge(EWrapper):  # type: ignore[misc]
         self.wakeups += 1
         try:
             self._token.run_sync_soon(self._wake)
-            if threading.get_ident() != self._trio_thread:
-                # Hand the GIL over: the Trio thread, just woken, takes it and acts on the
-                # event now, not after this thread has decoded the rest of its chunk
-                # (an order's openOrder is followed at once by its orderStatus).
-                time.sleep(0)
         except trio.RunFinishedError:
             # Trio has exited; nobody is left to read. Keep the signal: later posts then
             # skip the wake-up altogether while the reader thread is told to stop.
