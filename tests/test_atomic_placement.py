@@ -7,6 +7,7 @@ cancellation and the limiter's write are decided by the same ticket.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from ibapi.order import Order
 from ibkr_connector.actors.audit import read_audit_records
 from ibkr_connector.config import IBKRConfig, WatchdogConfig
 from ibkr_connector.contracts import Stock
-from ibkr_connector.runtime import open_runtime
+from ibkr_connector.runtime import Runtime, open_runtime
 from ibkr_connector.simulator import TwsSimulator
 from ibkr_connector.trade import Trade
 
@@ -40,13 +41,16 @@ def _config(sim: TwsSimulator) -> IBKRConfig:
     return IBKRConfig(port=sim.port, watchdog=WatchdogConfig(health_check_interval=600.0))
 
 
+def _connected(sim: TwsSimulator, trail: Path) -> AbstractAsyncContextManager[Runtime]:
+    return open_runtime(_config(sim), audit_path=trail, connect=True)
+
+
 async def test_a_placement_claimed_before_its_caller_gave_up_returns_its_trade(
     quiet_sim: TwsSimulator, tmp_path: Path, io_clock: trio.testing.MockClock,
     slow_order_writes: None,
 ) -> None:
     sim = quiet_sim
-    async with open_runtime(_config(sim), audit_path=tmp_path / "a.jsonl",
-                            connect=True) as runtime:
+    async with _connected(sim, tmp_path / "a.jsonl") as runtime:
         trade: Trade | None = None
         with trio.move_on_after(WRITE_TIME / 3):  # expires in the middle of the write
             trade = await runtime.place_order(Stock("SPY"), _order())
@@ -59,7 +63,7 @@ async def test_a_placement_whose_caller_gave_up_before_the_claim_never_reaches_t
 ) -> None:
     sim = quiet_sim
     trail = tmp_path / "a.jsonl"
-    async with open_runtime(_config(sim), audit_path=trail, connect=True) as runtime:
+    async with _connected(sim, trail) as runtime:
         await runtime.qualify(Stock("SPY"))  # cached: the placement needs nothing from TWS
         await runtime.disconnect()  # the limiter holds every request now
         with trio.move_on_after(2.0) as scope:
@@ -78,8 +82,7 @@ async def test_a_placement_written_while_the_orders_actor_restarts_returns_its_t
     slow_order_writes: None,
 ) -> None:
     sim = quiet_sim
-    async with open_runtime(_config(sim), audit_path=tmp_path / "a.jsonl",
-                            connect=True) as runtime:
+    async with _connected(sim, tmp_path / "a.jsonl") as runtime:
         placed: list[Trade] = []
 
         async def place() -> None:
